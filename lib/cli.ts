@@ -1,0 +1,136 @@
+#!/usr/bin/env node
+// wsgate daemon: yargs -> config -> gateway. Exit codes: 0 after a graceful
+// drain (SIGTERM/SIGINT), 2 for bad flags or config, 1 when a listener fails.
+
+import { readFileSync } from 'node:fs';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import type { GatewayConfig } from './config.js';
+import { ConfigError } from './errors.js';
+import { createGateway, type Gateway } from './gateway.js';
+import { createStreamLogger, LOG_LEVELS, type LogLevel } from './log.js';
+
+interface CliArgs {
+  listen?: string[];
+  route?: string[];
+  config?: string;
+  tunnelTimeout?: number;
+  readTimeout?: number;
+  sendTimeout?: number;
+  connectTimeout?: number;
+  headTimeout?: number;
+  drainTimeout: number;
+  logLevel: LogLevel;
+}
+
+function parseArgs(argv: string[]): CliArgs {
+  return yargs(argv)
+    .scriptName('wsgate')
+    .usage('$0 --listen HOST:PORT --route [HOST]/PATH=http://UPSTREAM ... [options]')
+    .example(
+      '$0 --listen 127.0.0.1:8000 --route /ws/=http://127.0.0.1:8080 --route /=http://127.0.0.1:3000',
+      'WebSockets on /ws/ to :8080, everything else to :3000',
+    )
+    .option('listen', { type: 'string', array: true, describe: 'address to listen on, HOST:PORT or PORT (repeatable)' })
+    .option('route', { type: 'string', array: true, describe: '[HOST]/PATH=URL; =/PATH=URL for an exact match (repeatable)' })
+    .option('config', { type: 'string', describe: 'JSON config file (see README); flags add to it' })
+    .option('tunnel-timeout', { type: 'number', describe: 'idle WebSocket tunnel timeout, seconds (default 3600; 0 = none)' })
+    .option('read-timeout', { type: 'number', describe: 'upstream silent during an exchange, seconds (default 60)' })
+    .option('send-timeout', { type: 'number', describe: 'peer not taking bytes during an exchange, seconds (default 60)' })
+    .option('connect-timeout', { type: 'number', describe: 'upstream connect timeout, seconds (default 5)' })
+    .option('head-timeout', { type: 'number', describe: 'time to receive a request head, seconds (default 10)' })
+    .option('drain-timeout', { type: 'number', default: 10, describe: 'on SIGTERM/SIGINT, seconds open tunnels may finish' })
+    .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe log level written to stderr' })
+    .strict()
+    .help()
+    .version()
+    .fail((message, err) => {
+      process.stderr.write(`wsgate: ${message ?? err?.message}\nRun wsgate --help for usage.\n`);
+      process.exit(2);
+    })
+    .parseSync() as unknown as CliArgs;
+}
+
+function buildConfig(args: CliArgs): GatewayConfig {
+  let config: GatewayConfig = {};
+  if (args.config !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(args.config, 'utf8');
+    } catch (err) {
+      throw new ConfigError('--config', `cannot read ${args.config}: ${(err as Error).message}`);
+    }
+    try {
+      config = JSON.parse(text) as GatewayConfig;
+    } catch (err) {
+      throw new ConfigError('--config', `${args.config} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new ConfigError('--config', 'must hold a JSON object');
+  }
+  config = { ...config };
+  if (args.listen !== undefined) config.listen = args.listen;
+  if (args.route !== undefined) {
+    const fromFile = config.routes === undefined ? [] : Array.isArray(config.routes) ? config.routes : Object.entries(config.routes).map(([p, u]) => `${p}=${u}`);
+    config.routes = [...fromFile, ...args.route];
+  }
+  if (args.tunnelTimeout !== undefined) config.tunnelTimeout = args.tunnelTimeout;
+  if (args.readTimeout !== undefined) config.readTimeout = args.readTimeout;
+  if (args.sendTimeout !== undefined) config.sendTimeout = args.sendTimeout;
+  if (args.connectTimeout !== undefined) config.connectTimeout = args.connectTimeout;
+  if (args.headTimeout !== undefined) config.headTimeout = args.headTimeout;
+  if (config.listen === undefined || config.listen.length === 0) config.listen = ['127.0.0.1:8000'];
+  return config;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(hideBin(process.argv));
+  const logger = createStreamLogger(args.logLevel);
+  let gateway: Gateway;
+  try {
+    gateway = createGateway({ ...buildConfig(args), logger });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`wsgate: invalid config: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  try {
+    for (const spec of gateway.config.listen) {
+      const address = await gateway.listen({ host: spec.host, port: spec.port });
+      process.stdout.write(`listening on ${address.url.replace(/\/$/, '')}\n`);
+    }
+  } catch (err) {
+    process.stderr.write(`wsgate: cannot listen: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.log('warn', `second ${signal}: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
+    logger.log('info', `${signal}: draining`, { drainMs: args.drainTimeout * 1000 });
+    gateway.close({ drainMs: args.drainTimeout * 1000 }).then(() => {
+      logger.log('info', 'drained, exiting');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      gateway.reload({ ...buildConfig(args), logger });
+    } catch (err) {
+      logger.log('error', `reload failed, keeping the running config: ${(err as Error).message}`);
+    }
+  });
+}
+
+main().catch((err) => {
+  process.stderr.write(`wsgate: ${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

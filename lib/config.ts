@@ -1,0 +1,300 @@
+// The configuration model, its defaults and its validation. The CLI, the JSON
+// config file and the library all build the same `GatewayConfig`; `resolveConfig`
+// checks every field and throws a ConfigError naming the first bad one.
+//
+// Times are in seconds (as nginx and the CLI flags give them); fractions are
+// allowed. A timeout of 0 disables it.
+
+import { ConfigError } from './errors.js';
+import type { Logger } from './log.js';
+
+export interface LocationConfig {
+  /** `/prefix/` (longest prefix wins) or `= /exact` (exact match, checked first). */
+  path: string;
+  /** `http://host:port[/path]` (`ws://` is accepted as a synonym). With a path part, the matched prefix is replaced by it. */
+  upstream: string;
+  /** Proxy WebSocket upgrades on this location. Default true. */
+  websocket?: boolean;
+  /** Upstream silent while wsgate waits for or reads its response (nginx `proxy_read_timeout`). Default 60. */
+  readTimeout?: number;
+  /** Downstream or upstream not taking or giving bytes during an HTTP exchange (nginx `proxy_send_timeout`). Default 60. */
+  sendTimeout?: number;
+  /** Upgraded tunnel with no byte either way. Default 3600. */
+  tunnelTimeout?: number;
+  /** Upstream TCP connect. Default 5. */
+  connectTimeout?: number;
+  /** Headers set on the upstream request (replacing any the client sent). */
+  setHeaders?: Record<string, string>;
+  /** Header names removed from the upstream request. */
+  removeHeaders?: string[];
+}
+
+export interface ServerConfig {
+  /** Host names: exact (`example.com`) or leading wildcard (`*.example.com`). Empty: matches nothing by name. */
+  names?: string[];
+  /** The server for a Host no name matches. Default: the first server. */
+  default?: boolean;
+  locations: LocationConfig[];
+}
+
+export type TimeoutDefaults = Pick<LocationConfig, 'readTimeout' | 'sendTimeout' | 'tunnelTimeout' | 'connectTimeout'>;
+
+export interface GatewayConfig extends TimeoutDefaults {
+  /** Listen addresses `host:port`, `[::1]:port` or a bare port. Used by the CLI and by `listen()` without arguments. */
+  listen?: Array<string | number>;
+  /** Full server/location table. */
+  servers?: ServerConfig[];
+  /** Shorthand, as `--route`: `[HOST]/path=URL` strings, or `{ "/path": URL }`. Merged into `servers`. */
+  routes?: string[] | Record<string, string>;
+  /** Time to receive a complete request head (slowloris guard); then 408. Default 10. */
+  headTimeout?: number;
+  /** Largest request head in bytes; then 431. Default 16384. */
+  maxHeadSize?: number;
+  /** Most header fields in a request head; then 431. Default 100. */
+  maxHeaders?: number;
+  /** Refuse a 101 whose Sec-WebSocket-Accept does not match the key (RFC 6455 §4.1), with 502. Default true. */
+  checkWebSocketAccept?: boolean;
+  /** Where log lines go. Default: none (the CLI logs to stderr). */
+  logger?: Logger | null;
+}
+
+export interface ResolvedLocation {
+  readonly exact: boolean;
+  /** The matched path (prefix or exact). */
+  readonly path: string;
+  readonly upstream: { readonly host: string; readonly port: number; readonly path: string | null; readonly url: string };
+  readonly websocket: boolean;
+  readonly readTimeoutMs: number;
+  readonly sendTimeoutMs: number;
+  readonly tunnelTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly setHeaders: ReadonlyArray<readonly [string, string]>;
+  /** Lower-cased names to drop, including those replaced by setHeaders. */
+  readonly removeHeaders: ReadonlySet<string>;
+}
+
+export interface ResolvedServer {
+  readonly names: readonly string[];
+  readonly isDefault: boolean;
+  readonly locations: readonly ResolvedLocation[];
+}
+
+export interface ResolvedConfig {
+  readonly listen: ReadonlyArray<{ host: string; port: number }>;
+  readonly servers: readonly ResolvedServer[];
+  readonly headTimeoutMs: number;
+  readonly maxHeadSize: number;
+  readonly maxHeaders: number;
+  readonly checkWebSocketAccept: boolean;
+  readonly logger: Logger | null;
+}
+
+export const DEFAULTS = {
+  readTimeout: 60,
+  sendTimeout: 60,
+  tunnelTimeout: 3600,
+  connectTimeout: 5,
+  headTimeout: 10,
+  maxHeadSize: 16384,
+  maxHeaders: 100,
+} as const;
+
+// RFC 9110 §5.6.2 token characters.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// A field value never carries CR, LF or NUL (RFC 9110 §5.5): header injection guard.
+const UNSAFE_VALUE = /[\r\n\0]/;
+const UPSTREAM_URL = /^(http|ws):\/\/(\[[0-9a-fA-F:.]+\]|[^/?#:@\s[\]]+)(?::(\d{1,5}))?(\/[^?#\s]*)?$/;
+const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+function fail(field: string, detail: string): never {
+  throw new ConfigError(field, detail);
+}
+
+function seconds(value: unknown, field: string, fallback: number): number {
+  if (value === undefined) return fallback * 1000;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    fail(field, `must be a number of seconds >= 0 (0 disables it), got ${JSON.stringify(value)}`);
+  }
+  return Math.round(value * 1000);
+}
+
+function positiveInt(value: unknown, field: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
+    fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** Parses `host:port`, `[v6]:port`, `:port` or a bare port. */
+export function parseListen(spec: string | number, field: string): { host: string; port: number } {
+  const text = String(spec).trim();
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[^:\s]*):)?(\d{1,5})$/.exec(text);
+  if (!m) fail(field, `expected HOST:PORT or PORT, got ${JSON.stringify(spec)}`);
+  const port = Number(m[2]);
+  if (port > 65535) fail(field, `port out of range: ${port}`);
+  let host = m[1] ?? '';
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  return { host: host || '0.0.0.0', port };
+}
+
+function parseUpstream(url: unknown, field: string): ResolvedLocation['upstream'] {
+  if (typeof url !== 'string') fail(field, 'must be a URL string like http://127.0.0.1:8080');
+  const m = UPSTREAM_URL.exec(url);
+  if (!m) fail(field, `expected http://HOST[:PORT][/PATH] (https upstreams are not supported), got ${JSON.stringify(url)}`);
+  const port = m[3] === undefined ? 80 : Number(m[3]);
+  if (port < 1 || port > 65535) fail(field, `port out of range: ${port}`);
+  let host = m[2];
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  return { host, port, path: m[4] ?? null, url };
+}
+
+function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: string): ResolvedLocation {
+  if (loc === null || typeof loc !== 'object') fail(field, 'must be an object');
+  if (typeof loc.path !== 'string') fail(`${field}.path`, 'must be a string such as "/ws/" or "= /health"');
+  let path = loc.path.trim();
+  let exact = false;
+  if (path.startsWith('=')) {
+    exact = true;
+    path = path.slice(1).trim();
+  }
+  if (!path.startsWith('/') || /[\s?#%\\]/.test(path) || UNSAFE_VALUE.test(path)) {
+    fail(`${field}.path`, `must start with / and hold no spaces, ?, #, % or \\, got ${JSON.stringify(loc.path)}`);
+  }
+  const upstream = parseUpstream(loc.upstream, `${field}.upstream`);
+  if (loc.websocket !== undefined && typeof loc.websocket !== 'boolean') fail(`${field}.websocket`, 'must be a boolean');
+
+  const setHeaders: Array<[string, string]> = [];
+  const removeHeaders = new Set<string>();
+  if (loc.setHeaders !== undefined) {
+    if (loc.setHeaders === null || typeof loc.setHeaders !== 'object' || Array.isArray(loc.setHeaders)) {
+      fail(`${field}.setHeaders`, 'must be an object of header name to value');
+    }
+    for (const [name, value] of Object.entries(loc.setHeaders)) {
+      if (!TOKEN.test(name)) fail(`${field}.setHeaders`, `invalid header name ${JSON.stringify(name)}`);
+      if (typeof value !== 'string' || UNSAFE_VALUE.test(value)) {
+        fail(`${field}.setHeaders.${name}`, 'must be a string without CR, LF or NUL');
+      }
+      setHeaders.push([name, value]);
+      removeHeaders.add(name.toLowerCase());
+    }
+  }
+  if (loc.removeHeaders !== undefined) {
+    if (!Array.isArray(loc.removeHeaders)) fail(`${field}.removeHeaders`, 'must be an array of header names');
+    loc.removeHeaders.forEach((name, i) => {
+      if (typeof name !== 'string' || !TOKEN.test(name)) fail(`${field}.removeHeaders[${i}]`, `invalid header name ${JSON.stringify(name)}`);
+      removeHeaders.add(name.toLowerCase());
+    });
+  }
+  for (const name of ['host', 'content-length', 'transfer-encoding', 'connection', 'upgrade']) {
+    if (removeHeaders.has(name)) fail(`${field}`, `header ${name} is managed by wsgate and cannot be set or removed`);
+  }
+
+  return {
+    exact,
+    path,
+    upstream,
+    websocket: loc.websocket ?? true,
+    readTimeoutMs: seconds(loc.readTimeout, `${field}.readTimeout`, (defaults.readTimeout ?? DEFAULTS.readTimeout)),
+    sendTimeoutMs: seconds(loc.sendTimeout, `${field}.sendTimeout`, (defaults.sendTimeout ?? DEFAULTS.sendTimeout)),
+    tunnelTimeoutMs: seconds(loc.tunnelTimeout, `${field}.tunnelTimeout`, (defaults.tunnelTimeout ?? DEFAULTS.tunnelTimeout)),
+    connectTimeoutMs: seconds(loc.connectTimeout, `${field}.connectTimeout`, (defaults.connectTimeout ?? DEFAULTS.connectTimeout)),
+    setHeaders,
+    removeHeaders,
+  };
+}
+
+/** Splits `[HOST]/path=URL` (the `--route` syntax); `=/path=URL` is an exact location. */
+export function parseRoute(spec: string, field: string): { host: string | null; path: string; upstream: string } {
+  const m = /^(.*?)=((?:http|ws|https|wss):\/\/.*)$/.exec(spec);
+  if (!m) fail(field, `expected [HOST]/PATH=http://UPSTREAM, got ${JSON.stringify(spec)}`);
+  let target = m[1];
+  let exact = '';
+  if (target.startsWith('=')) {
+    exact = '= ';
+    target = target.slice(1);
+  }
+  const slash = target.indexOf('/');
+  if (slash === -1) fail(field, `path must start with /, got ${JSON.stringify(spec)}`);
+  const host = target.slice(0, slash);
+  return { host: host === '' ? null : host, path: exact + target.slice(slash), upstream: m[2] };
+}
+
+function routesToServers(routes: GatewayConfig['routes']): ServerConfig[] {
+  if (routes === undefined) return [];
+  let specs: string[];
+  if (Array.isArray(routes)) specs = routes;
+  else if (routes !== null && typeof routes === 'object') specs = Object.entries(routes).map(([p, u]) => `${p}=${u}`);
+  else fail('routes', 'must be an array of "[HOST]/path=URL" strings or an object of path to URL');
+  const byHost = new Map<string, ServerConfig>();
+  specs.forEach((spec, i) => {
+    if (typeof spec !== 'string') fail(`routes[${i}]`, 'must be a string');
+    const route = parseRoute(spec, `routes[${i}]`);
+    const key = route.host ?? '';
+    let server = byHost.get(key);
+    if (!server) {
+      server = { names: route.host ? [route.host] : [], default: route.host === null ? true : undefined, locations: [] };
+      byHost.set(key, server);
+    }
+    server.locations.push({ path: route.path, upstream: route.upstream });
+  });
+  return [...byHost.values()];
+}
+
+export function resolveConfig(input: GatewayConfig): ResolvedConfig {
+  if (input === null || typeof input !== 'object') fail('config', 'must be an object');
+  const defaults: TimeoutDefaults = input;
+  for (const key of ['readTimeout', 'sendTimeout', 'tunnelTimeout', 'connectTimeout'] as const) {
+    seconds(input[key], key, DEFAULTS[key]);
+  }
+  if (input.servers !== undefined && !Array.isArray(input.servers)) fail('servers', 'must be an array');
+  const fromRoutes = routesToServers(input.routes);
+  const serverInputs = [...(input.servers ?? []), ...fromRoutes];
+  if (serverInputs.length === 0) fail('servers', 'at least one route or server is required');
+
+  const servers: ResolvedServer[] = [];
+  let defaultCount = 0;
+  serverInputs.forEach((server, i) => {
+    const field = i < (input.servers?.length ?? 0) ? `servers[${i}]` : 'routes';
+    if (server === null || typeof server !== 'object') fail(field, 'must be an object');
+    const names = (server.names ?? []).map((name, j) => {
+      const lower = typeof name === 'string' ? name.toLowerCase() : '';
+      if (!HOST_NAME.test(lower)) fail(`${field}.names[${j}]`, `invalid host name ${JSON.stringify(name)}`);
+      return lower;
+    });
+    if (!Array.isArray(server.locations) || server.locations.length === 0) {
+      fail(`${field}.locations`, 'must be a non-empty array');
+    }
+    const seen = new Set<string>();
+    const locations = server.locations.map((loc, j) => {
+      const resolved = resolveLocation(loc, defaults, `${field}.locations[${j}]`);
+      const key = (resolved.exact ? '=' : '') + resolved.path;
+      if (seen.has(key)) fail(`${field}.locations[${j}].path`, `duplicate location ${JSON.stringify(loc.path)}`);
+      seen.add(key);
+      return resolved;
+    });
+    if (server.default === true) defaultCount++;
+    servers.push({ names, isDefault: server.default === true, locations });
+  });
+  if (defaultCount > 1) fail('servers', 'more than one server is marked default');
+  if (defaultCount === 0) servers[0] = { ...servers[0], isDefault: true };
+
+  const listen = (input.listen ?? []).map((spec, i) => parseListen(spec, `listen[${i}]`));
+  if (input.checkWebSocketAccept !== undefined && typeof input.checkWebSocketAccept !== 'boolean') {
+    fail('checkWebSocketAccept', 'must be a boolean');
+  }
+  const logger = input.logger ?? null;
+  if (logger !== null && (typeof logger !== 'object' || typeof logger.log !== 'function')) {
+    fail('logger', 'must be an object with a log(level, message, fields) method');
+  }
+  const maxHeadSize = positiveInt(input.maxHeadSize, 'maxHeadSize', DEFAULTS.maxHeadSize);
+  return {
+    listen,
+    servers,
+    headTimeoutMs: seconds(input.headTimeout, 'headTimeout', DEFAULTS.headTimeout),
+    maxHeadSize,
+    maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
+    checkWebSocketAccept: input.checkWebSocketAccept ?? true,
+    logger,
+  };
+}

@@ -1,0 +1,324 @@
+// The gateway: listeners, the set of live connections and tunnels, the shared
+// timer wheel, config reloads, graceful drain, stats and events. Per-request
+// logic lives in connection.ts / exchange.ts / tunnel.ts.
+
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage } from 'node:http';
+import net from 'node:net';
+import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
+import { Connection, ConnState, type ConnectionHost } from './connection.js';
+import type { WsgateError } from './errors.js';
+import type { ParsedHead } from './head-reader.js';
+import type { LogLevel } from './log.js';
+import { Router, type RouteMatch } from './router.js';
+import { TimerWheel } from './timer-wheel.js';
+import { Tunnel, type TunnelCloseReason } from './tunnel.js';
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+  /** `http://host:port/` */
+  readonly url: string;
+}
+
+export interface TunnelInfo {
+  readonly id: number;
+  /** Client address. */
+  readonly remoteAddress: string;
+  /** Request path as the client sent it. */
+  readonly path: string;
+  /** Upstream URL of the matched location. */
+  readonly upstream: string;
+}
+
+export interface TunnelCloseInfo extends TunnelInfo {
+  readonly reason: TunnelCloseReason;
+  readonly bytesToUpstream: number;
+  readonly bytesToDownstream: number;
+  readonly durationMs: number;
+}
+
+export interface ConnectionErrorInfo {
+  readonly remoteAddress: string;
+  readonly method: string | null;
+  readonly path: string | null;
+  /** The status answered, or 0 when the connection was cut instead. */
+  readonly status: number;
+}
+
+export interface GatewayStats {
+  /** Open client connections, tunnels included. */
+  readonly connections: number;
+  /** Open WebSocket tunnels. */
+  readonly tunnels: number;
+  readonly totalConnections: number;
+  readonly totalTunnels: number;
+  /** Tunnel payload bytes client -> upstream, closed and open tunnels. */
+  readonly bytesToUpstream: number;
+  /** Tunnel payload bytes upstream -> client, closed and open tunnels. */
+  readonly bytesToDownstream: number;
+}
+
+export interface CloseOptions {
+  /** How long open tunnels and exchanges may run before they are destroyed. Default 10000; 0 destroys at once. */
+  drainMs?: number;
+}
+
+export interface GatewayEvents {
+  tunnelOpen: [TunnelInfo];
+  tunnelClose: [TunnelCloseInfo];
+  connectionError: [WsgateError, ConnectionErrorInfo];
+  error: [Error];
+  listening: [ListenAddress];
+}
+
+interface TunnelRecord {
+  readonly tunnel: Tunnel;
+  readonly info: TunnelInfo;
+}
+
+export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHost {
+  readonly wheel: TimerWheel;
+  #config: ResolvedConfig;
+  #router: Router;
+  #servers: net.Server[] = [];
+  #addresses: ListenAddress[] = [];
+  #connections = new Set<Connection>();
+  #tunnels = new Map<Tunnel, TunnelRecord>();
+  #closing: Promise<void> | null = null;
+  #nextTunnelId = 1;
+  #totalConnections = 0;
+  #totalTunnels = 0;
+  #closedBytesToUpstream = 0;
+  #closedBytesToDownstream = 0;
+
+  constructor(config: GatewayConfig) {
+    super();
+    this.#config = resolveConfig(config);
+    this.#router = new Router(this.#config);
+    this.wheel = new TimerWheel({ tickMs: 100 });
+  }
+
+  get config(): ResolvedConfig {
+    return this.#config;
+  }
+
+  /** Addresses listened on so far. */
+  get addresses(): readonly ListenAddress[] {
+    return this.#addresses;
+  }
+
+  /**
+   * Listens on one address: `listen(port, host?)`, `listen('host:port')` or
+   * `listen({ port, host })`. Without arguments, listens on every `config.listen`
+   * address (127.0.0.1:8000 when there is none). Resolves to the (first) bound address.
+   */
+  async listen(spec?: number | string | { port?: number; host?: string }, host?: string): Promise<ListenAddress> {
+    if (this.#closing) throw new Error('gateway is closed');
+    let targets: Array<{ host: string; port: number }>;
+    if (spec === undefined) {
+      targets = this.#config.listen.length > 0 ? [...this.#config.listen] : [{ host: '127.0.0.1', port: 8000 }];
+    } else if (typeof spec === 'number') {
+      targets = [{ host: host ?? '127.0.0.1', port: spec }];
+    } else if (typeof spec === 'string') {
+      targets = [parseListen(spec, 'listen')];
+    } else {
+      targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0 }];
+    }
+    const bound: ListenAddress[] = [];
+    for (const target of targets) bound.push(await this.#listenOne(target.host, target.port));
+    return bound[0];
+  }
+
+  #listenOne(host: string, port: number): Promise<ListenAddress> {
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (socket) => this.handleSocket(socket));
+    server.on('error', (err) => this.#emitError(err));
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(err);
+      server.once('error', onError);
+      server.listen({ host, port }, () => {
+        server.removeListener('error', onError);
+        const address = server.address() as net.AddressInfo;
+        const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+        const entry: ListenAddress = { host: address.address, port: address.port, url: `http://${shownHost}:${address.port}/` };
+        this.#servers.push(server);
+        this.#addresses.push(entry);
+        this.emit('listening', entry);
+        resolve(entry);
+      });
+    });
+  }
+
+  /** Takes a raw accepted socket (from your own net or tls server; create it with `allowHalfOpen: true`). */
+  handleSocket(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    const conn = new Connection(this, socket, this.#config, this.#router);
+    this.#connections.add(conn);
+    this.#totalConnections++;
+    conn.start();
+  }
+
+  /** For a `node:http` server's 'upgrade' event: `server.on('upgrade', (req, socket, head) => gw.handleUpgrade(req, socket, head))`. */
+  handleUpgrade(req: IncomingMessage, socket: net.Socket, head: Buffer): void {
+    if (this.#closing) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return;
+    }
+    const parsed: ParsedHead = {
+      versionMajor: req.httpVersionMajor,
+      versionMinor: req.httpVersionMinor,
+      rawHeaders: req.rawHeaders,
+      method: req.method ?? 'GET',
+      url: req.url ?? '/',
+      statusCode: 0,
+      statusMessage: '',
+      upgrade: true,
+      shouldKeepAlive: false,
+    };
+    const conn = new Connection(this, socket, this.#config, this.#router);
+    this.#connections.add(conn);
+    this.#totalConnections++;
+    conn.startParsed(parsed, head ?? Buffer.alloc(0));
+  }
+
+  /** New connections use `config` from now on; open connections and tunnels keep what they started with. */
+  reload(config: GatewayConfig): void {
+    const resolved = resolveConfig(config);
+    const router = new Router(resolved);
+    this.#config = resolved;
+    this.#router = router;
+    this.#log('info', 'config reloaded', { servers: resolved.servers.length });
+  }
+
+  stats(): GatewayStats {
+    let up = this.#closedBytesToUpstream;
+    let down = this.#closedBytesToDownstream;
+    for (const tunnel of this.#tunnels.keys()) {
+      up += tunnel.bytesToUpstream;
+      down += tunnel.bytesToDownstream;
+    }
+    return {
+      connections: this.#connections.size + this.#tunnels.size,
+      tunnels: this.#tunnels.size,
+      totalConnections: this.#totalConnections,
+      totalTunnels: this.#totalTunnels,
+      bytesToUpstream: up,
+      bytesToDownstream: down,
+    };
+  }
+
+  /**
+   * Stops accepting, closes connections still waiting for a head, lets
+   * exchanges and tunnels finish, and destroys what is left after `drainMs`.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    if (this.#closing) return this.#closing;
+    const drainMs = options.drainMs ?? 10_000;
+    this.#closing = new Promise<void>((resolve) => {
+      let serversOpen = this.#servers.length;
+      const maybeDone = () => {
+        if (serversOpen === 0 && this.#connections.size === 0 && this.#tunnels.size === 0) {
+          clearTimeout(deadline);
+          this.removeListener('tunnelClose', maybeDone);
+          this.#afterConnectionClose = null;
+          this.wheel.clear();
+          resolve();
+        }
+      };
+      for (const server of this.#servers) {
+        server.close(() => {
+          serversOpen--;
+          maybeDone();
+        });
+      }
+      for (const conn of this.#connections) {
+        if (conn.state === ConnState.ReadingHead) conn.socket.destroy();
+      }
+      const deadline = setTimeout(() => {
+        for (const conn of this.#connections) conn.socket.destroy();
+        for (const tunnel of this.#tunnels.keys()) tunnel.destroy('shutdown');
+      }, drainMs);
+      this.#afterConnectionClose = maybeDone;
+      this.on('tunnelClose', maybeDone);
+      maybeDone();
+    });
+    return this.#closing;
+  }
+
+  #afterConnectionClose: (() => void) | null = null;
+
+  // --- ConnectionHost ---
+
+  connectionFailed(conn: Connection, err: WsgateError): void {
+    const info: ConnectionErrorInfo = {
+      remoteAddress: conn.remoteAddress,
+      method: conn.head?.method ?? null,
+      path: conn.head?.url.slice(0, 200) ?? null,
+      status: err.status,
+    };
+    const level: LogLevel = err.side === 'upstream' ? 'error' : 'warn';
+    this.#log(level, err.message, { code: err.code, status: err.status || undefined, remote: info.remoteAddress, method: info.method ?? undefined, path: info.path ?? undefined });
+    if (this.listenerCount('connectionError') > 0) this.emit('connectionError', err, info);
+  }
+
+  connectionClosed(conn: Connection): void {
+    this.#connections.delete(conn);
+    this.#afterConnectionClose?.();
+  }
+
+  tunnelStarting(conn: Connection, route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null, early: Buffer[]): void {
+    this.#connections.delete(conn);
+    const location = route.location;
+    conn.socket.write(responseHead, 'latin1');
+    const tunnel = new Tunnel({ downstream: conn.socket, upstream }, early, leftover, location.tunnelTimeoutMs, this.wheel, (t, reason) =>
+      this.#tunnelClosed(t, reason),
+    );
+    if (tunnel.isClosed) return; // both sides were already gone; the close callback ran
+    const info: TunnelInfo = { id: this.#nextTunnelId++, remoteAddress: conn.remoteAddress, path: conn.head?.url ?? '', upstream: location.upstream.url };
+    this.#tunnels.set(tunnel, { tunnel, info });
+    this.#totalTunnels++;
+    this.#log('debug', 'tunnel open', { id: info.id, remote: info.remoteAddress, path: info.path, upstream: info.upstream });
+    if (this.listenerCount('tunnelOpen') > 0) this.emit('tunnelOpen', info);
+  }
+
+  #tunnelClosed(tunnel: Tunnel, reason: TunnelCloseReason): void {
+    const record = this.#tunnels.get(tunnel);
+    this.#closedBytesToUpstream += tunnel.bytesToUpstream;
+    this.#closedBytesToDownstream += tunnel.bytesToDownstream;
+    if (record === undefined) return;
+    this.#tunnels.delete(tunnel);
+    const info: TunnelCloseInfo = {
+      ...record.info,
+      reason,
+      bytesToUpstream: tunnel.bytesToUpstream,
+      bytesToDownstream: tunnel.bytesToDownstream,
+      durationMs: Date.now() - tunnel.startedAt,
+    };
+    this.#log(reason === 'idle' || reason === 'done' ? 'debug' : 'info', 'tunnel closed', {
+      id: info.id,
+      reason,
+      up: info.bytesToUpstream,
+      down: info.bytesToDownstream,
+      ms: info.durationMs,
+    });
+    this.emit('tunnelClose', info);
+  }
+
+  #log(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    this.#config.logger?.log(level, message, fields);
+  }
+
+  #emitError(err: Error): void {
+    this.#log('error', `listener error: ${err.message}`, { code: (err as NodeJS.ErrnoException).code });
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+}
+
+export function createGateway(config: GatewayConfig): Gateway {
+  return new Gateway(config);
+}

@@ -1,0 +1,61 @@
+// The WebSocket handshake checks on both sides of the proxy (RFC 6455 §4).
+// wsgate tunnels only when the client really asked for a WebSocket and the
+// upstream really agreed: a 101 that echoes `Upgrade: websocket` and the
+// client's key. Anything else is an ordinary response and the connection is
+// never spliced, which closes the WebSocket-smuggling hole (0ang3el,
+// "websocket-smuggle", 2019) where a proxy trusts a refused upgrade.
+
+import { createHash } from 'node:crypto';
+import { WsgateError } from './errors.js';
+import { connectionTokens, upgradeListsWebSocket } from './headers.js';
+import { countHeader, findHeader, type ParsedHead } from './head-reader.js';
+
+const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'; // RFC 6455 §1.3
+// RFC 6455 §4.1: the key is the base64 of 16 bytes: 22 characters and `==`.
+const KEY_PATTERN = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
+
+/** Pre-check of an upgrade request; returns null when it may go upstream. */
+export function checkUpgradeRequest(head: ParsedHead): WsgateError | null {
+  // RFC 6455 §4.1: the handshake is a GET of HTTP/1.1 or later.
+  if (head.method !== 'GET') return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', `method ${head.method}`);
+  if (head.versionMajor !== 1 || head.versionMinor < 1) {
+    return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', `HTTP/${head.versionMajor}.${head.versionMinor}`);
+  }
+  // A body would become tunnel bytes the upstream never framed: a smuggled request.
+  const length = findHeader(head.rawHeaders, 'content-length');
+  if ((length !== undefined && length.trim() !== '0') || findHeader(head.rawHeaders, 'transfer-encoding') !== undefined) {
+    return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', 'upgrade request with a body');
+  }
+  if (countHeader(head.rawHeaders, 'sec-websocket-key') !== 1) {
+    return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', 'missing or repeated Sec-WebSocket-Key');
+  }
+  const key = findHeader(head.rawHeaders, 'sec-websocket-key')!.trim();
+  if (!KEY_PATTERN.test(key)) return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', 'Sec-WebSocket-Key is not 16 bytes of base64');
+  const version = findHeader(head.rawHeaders, 'sec-websocket-version');
+  if (version === undefined || version.trim() !== '13') {
+    return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', `Sec-WebSocket-Version ${JSON.stringify(version ?? null)} is not 13`);
+  }
+  return null;
+}
+
+export function acceptFor(key: string): string {
+  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+}
+
+/** Post-check of the upstream's 101; returns null when the pair may become a tunnel. */
+export function checkSwitchingProtocols(request: ParsedHead, response: ParsedHead, checkAccept: boolean): WsgateError | null {
+  if (!upgradeListsWebSocket(response.rawHeaders)) {
+    return new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', '101 without Upgrade: websocket');
+  }
+  if (!connectionTokens(response.rawHeaders).has('upgrade')) {
+    return new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', '101 without Connection: upgrade');
+  }
+  if (checkAccept) {
+    const key = findHeader(request.rawHeaders, 'sec-websocket-key')!.trim();
+    const accept = findHeader(response.rawHeaders, 'sec-websocket-accept');
+    if (accept === undefined || accept.trim() !== acceptFor(key)) {
+      return new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', '101 whose Sec-WebSocket-Accept does not match the key');
+    }
+  }
+  return null;
+}

@@ -1,0 +1,243 @@
+// Incremental HTTP/1.1 head reader on Node's own llhttp binding (`HTTPParser`
+// from `_http_common`, the parser `node:http` uses), in strict mode: none of
+// llhttp's lenient flags, each of which its README calls a smuggling risk.
+// Bytes may arrive split at any offset; `execute` takes each chunk as it comes.
+// Parsers are pooled like node's `parsers` FreeList.
+
+import { createRequire } from 'node:module';
+import { WsgateError, type ErrorCode } from './errors.js';
+
+const require = createRequire(import.meta.url);
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { HTTPParser, methods } = require('_http_common') as { HTTPParser: HTTPParserConstructor; methods: string[] };
+
+interface HTTPParserInstance {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | (Error & { code: string; bytesParsed: number });
+  finish(): undefined | (Error & { code: string });
+  free(): void;
+  close(): void;
+  remove?(): void;
+  [key: number]: unknown;
+}
+interface HTTPParserConstructor {
+  new (): HTTPParserInstance;
+  REQUEST: number;
+  RESPONSE: number;
+  kOnHeaders: number;
+  kOnHeadersComplete: number;
+  kOnBody: number;
+  kOnMessageComplete: number;
+  kOnExecute: number;
+  kLenientNone: number;
+}
+
+export const HeadKind = {
+  Request: 0,
+  Response: 1,
+} as const;
+export type HeadKind = (typeof HeadKind)[keyof typeof HeadKind];
+
+export interface ParsedHead {
+  versionMajor: number;
+  versionMinor: number;
+  /** Alternating names and values, as sent (node's `rawHeaders`). */
+  rawHeaders: string[];
+  /** Request only. */
+  method: string;
+  /** Request only: the request-target as sent. */
+  url: string;
+  /** Response only. */
+  statusCode: number;
+  statusMessage: string;
+  /** llhttp saw `Connection: upgrade` + `Upgrade` (request) or a 101 (response) and stopped at the head's end. */
+  upgrade: boolean;
+  shouldKeepAlive: boolean;
+}
+
+/** What the reader calls back into; one object per owner, so there is no closure per connection. */
+export interface HeadReaderHandler {
+  /** The head is complete. Return true to tell llhttp the message has no body (a response to HEAD). */
+  onHead(head: ParsedHead): boolean;
+  onBody(chunk: Buffer): void;
+  onMessageComplete(trailers: string[]): void;
+}
+
+const kReader = Symbol('wsgate head reader');
+const pool: HTTPParserInstance[] = [];
+const POOL_MAX = 1000;
+
+type Owned = HTTPParserInstance & { [kReader]: HeadReader | null };
+
+function parserOnHeaders(this: Owned, headers: string[], url: string): void {
+  this[kReader]?.onHeaders(headers, url);
+}
+function parserOnHeadersComplete(
+  this: Owned,
+  versionMajor: number,
+  versionMinor: number,
+  headers: string[] | undefined,
+  method: number | undefined,
+  url: string | undefined,
+  statusCode: number | undefined,
+  statusMessage: string | undefined,
+  upgrade: boolean,
+  shouldKeepAlive: boolean,
+): number {
+  const reader = this[kReader];
+  if (!reader) return 0;
+  return reader.onHeadersComplete(versionMajor, versionMinor, headers, method, url, statusCode, statusMessage, upgrade, shouldKeepAlive) ? 1 : 0;
+}
+function parserOnBody(this: Owned, chunk: Buffer): void {
+  this[kReader]?.handler.onBody(chunk);
+}
+function parserOnMessageComplete(this: Owned): void {
+  this[kReader]?.onMessageComplete();
+}
+
+function acquireParser(): Owned {
+  const parser = (pool.pop() ?? new HTTPParser()) as Owned;
+  parser[HTTPParser.kOnHeaders] = parserOnHeaders;
+  parser[HTTPParser.kOnHeadersComplete] = parserOnHeadersComplete;
+  parser[HTTPParser.kOnBody] = parserOnBody;
+  parser[HTTPParser.kOnMessageComplete] = parserOnMessageComplete;
+  return parser;
+}
+
+const RESOURCE = Object.freeze({});
+
+export class HeadReader {
+  readonly handler: HeadReaderHandler;
+  readonly kind: HeadKind;
+  /** Bytes of the head so far; llhttp enforces the limit itself (HPE_HEADER_OVERFLOW). */
+  readonly maxHeadSize: number;
+  readonly maxHeaders: number;
+  head: ParsedHead | null = null;
+  #parser: Owned | null;
+  #headers: string[] = [];
+  #url = '';
+
+  constructor(kind: HeadKind, handler: HeadReaderHandler, maxHeadSize: number, maxHeaders: number) {
+    this.kind = kind;
+    this.handler = handler;
+    this.maxHeadSize = maxHeadSize;
+    this.maxHeaders = maxHeaders;
+    const parser = acquireParser();
+    parser.initialize(kind === HeadKind.Request ? HTTPParser.REQUEST : HTTPParser.RESPONSE, RESOURCE, maxHeadSize, HTTPParser.kLenientNone);
+    parser[kReader] = this;
+    this.#parser = parser;
+  }
+
+  /**
+   * Feeds one chunk. Returns the number of bytes consumed: less than the chunk
+   * only when llhttp stopped at the end of an upgrade head (the rest belongs to
+   * the tunnel). Throws a WsgateError on malformed or oversized input.
+   */
+  execute(chunk: Buffer): number {
+    const parser = this.#parser;
+    if (parser === null) throw new Error('HeadReader used after release');
+    const ret = parser.execute(chunk);
+    if (typeof ret !== 'number') throw this.#parseError(ret);
+    return ret;
+  }
+
+  /** The peer closed: an until-close body ends here; a message cut short is an error. */
+  finish(): void {
+    const parser = this.#parser;
+    if (parser === null) return;
+    const ret = parser.finish();
+    if (ret !== undefined) throw this.#parseError(ret);
+  }
+
+  release(): void {
+    const parser = this.#parser;
+    if (parser === null) return;
+    this.#parser = null;
+    parser[kReader] = null;
+    if (pool.length < POOL_MAX) {
+      parser.remove?.();
+      parser.free();
+      pool.push(parser);
+    } else {
+      parser.close();
+    }
+  }
+
+  onHeaders(headers: string[], url: string): void {
+    for (let i = 0; i < headers.length; i++) this.#headers.push(headers[i]);
+    this.#url += url;
+    if (this.#headers.length > this.maxHeaders * 2) this.#tooManyHeaders();
+  }
+
+  onHeadersComplete(
+    versionMajor: number,
+    versionMinor: number,
+    headers: string[] | undefined,
+    method: number | undefined,
+    url: string | undefined,
+    statusCode: number | undefined,
+    statusMessage: string | undefined,
+    upgrade: boolean,
+    shouldKeepAlive: boolean,
+  ): boolean {
+    let rawHeaders = headers;
+    if (rawHeaders === undefined) rawHeaders = this.#headers;
+    else if (this.#headers.length > 0) rawHeaders = this.#headers.concat(rawHeaders);
+    this.#headers = [];
+    if (rawHeaders.length > this.maxHeaders * 2) this.#tooManyHeaders();
+    const head: ParsedHead = {
+      versionMajor,
+      versionMinor,
+      rawHeaders,
+      method: method === undefined ? '' : methods[method],
+      url: this.#url + (url ?? ''),
+      statusCode: statusCode ?? 0,
+      statusMessage: statusMessage ?? '',
+      upgrade,
+      shouldKeepAlive,
+    };
+    this.#url = '';
+    this.head = head;
+    return this.handler.onHead(head);
+  }
+
+  onMessageComplete(): void {
+    const trailers = this.#headers;
+    this.#headers = [];
+    this.handler.onMessageComplete(trailers);
+  }
+
+  #tooManyHeaders(): never {
+    throw new WsgateError(
+      this.kind === HeadKind.Request ? 'WSG_ERR_TOO_MANY_HEADERS' : 'WSG_ERR_UPSTREAM_BAD_RESPONSE',
+      `more than ${this.maxHeaders} header fields`,
+    );
+  }
+
+  #parseError(err: Error & { code: string }): WsgateError {
+    let code: ErrorCode;
+    if (this.kind === HeadKind.Response) code = 'WSG_ERR_UPSTREAM_BAD_RESPONSE';
+    else if (err.code === 'HPE_HEADER_OVERFLOW') code = 'WSG_ERR_HEAD_TOO_LARGE';
+    else code = 'WSG_ERR_BAD_REQUEST';
+    return new WsgateError(code, `${err.code}: ${(err as { reason?: string }).reason ?? err.message}`, { cause: err });
+  }
+}
+
+/** Value of the first header named `lowerName` (case-insensitive), or undefined. */
+export function findHeader(rawHeaders: readonly string[], lowerName: string): string | undefined {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) return rawHeaders[i + 1];
+  }
+  return undefined;
+}
+
+/** How many header lines are named `lowerName`. */
+export function countHeader(rawHeaders: readonly string[], lowerName: string): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) n++;
+  }
+  return n;
+}

@@ -1,0 +1,156 @@
+// Header rewriting between the two sides. A proxy is a new connection on each
+// side, so connection-specific ("hop-by-hop") fields end here and wsgate writes
+// its own (RFC 9110 §7.6.1), then adds the forwarding fields nginx users set by
+// hand (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP).
+
+import type { ResolvedLocation } from './config.js';
+import type { ParsedHead } from './head-reader.js';
+import { reasonPhrase } from './responses.js';
+
+// Always hop-by-hop, whether or not Connection names them (RFC 9110 §7.6.1).
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection', // non-standard but still sent by libcurl and old browsers
+  'te',
+  'trailer',
+  'transfer-encoding', // wsgate frames the body itself (RFC 9112 §6.1)
+  'upgrade',
+  'proxy-authorization', // credentials for this proxy, not for the upstream
+  'proxy-authenticate',
+  'http2-settings', // h2c upgrade parameters (RFC 7540 §3.2.1): never forwarded
+]);
+
+// Fields a client may name in Connection that a proxy must still not drop:
+// dropping them would change the message's routing or framing
+// (N. Davison, "Abusing HTTP hop-by-hop request headers", 2019).
+const NOT_NOMINABLE = new Set(['host', 'content-length']);
+
+// Fields wsgate sets itself on every upstream request.
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
+
+/** Lower-cased tokens of every Connection field (RFC 9110 §7.6.1: a comma-separated list, possibly on several lines). */
+export function connectionTokens(rawHeaders: readonly string[]): Set<string> {
+  const tokens = new Set<string>();
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].length !== 10 || rawHeaders[i].toLowerCase() !== 'connection') continue;
+    for (const part of rawHeaders[i + 1].split(',')) {
+      const token = part.trim().toLowerCase();
+      if (token !== '') tokens.add(token);
+    }
+  }
+  return tokens;
+}
+
+/** True when any Upgrade field lists the `websocket` token (RFC 6455 §4.1, RFC 9110 §7.8). */
+export function upgradeListsWebSocket(rawHeaders: readonly string[]): boolean {
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (rawHeaders[i].length !== 7 || rawHeaders[i].toLowerCase() !== 'upgrade') continue;
+    for (const part of rawHeaders[i + 1].split(',')) {
+      // A protocol token may carry a version (`websocket/13` is not WebSocket as RFC 6455 registers it).
+      if (part.trim().toLowerCase() === 'websocket') return true;
+    }
+  }
+  return false;
+}
+
+/** The client asks for a WebSocket: `Connection` lists `upgrade` and `Upgrade` lists `websocket`. */
+export function asksForWebSocket(head: ParsedHead): boolean {
+  return connectionTokens(head.rawHeaders).has('upgrade') && upgradeListsWebSocket(head.rawHeaders);
+}
+
+export interface UpstreamRequestOptions {
+  /** Path and query to send. */
+  target: string;
+  location: ResolvedLocation;
+  /** Host to send: the client's (nginx `$host`), or the upstream's own when the client sent none (HTTP/1.0). */
+  host: string;
+  /** Host as the client sent it (Host field or absolute-form authority), or null. */
+  clientHost: string | null;
+  remoteAddress: string;
+  proto: 'http' | 'https';
+  webSocket: boolean;
+  /** Body length to declare when not chunked. */
+  contentLength: number;
+  chunked: boolean;
+}
+
+/** The request head wsgate writes upstream, as a latin1 string (header values are latin1 as node decodes them). */
+export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequestOptions): string {
+  const { location } = options;
+  const nominated = connectionTokens(head.rawHeaders);
+  const remove = location.removeHeaders;
+  let out = `${head.method} ${options.target} HTTP/1.1\r\nHost: ${options.host}\r\n`;
+  let forwardedFor = '';
+  const raw = head.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'content-length' || lower === 'host') continue;
+    if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
+    if (FORWARDING.has(lower)) {
+      if (lower === 'x-forwarded-for') forwardedFor += (forwardedFor === '' ? '' : ', ') + raw[i + 1].trim();
+      continue;
+    }
+    if (remove.has(lower)) continue;
+    out += `${name}: ${raw[i + 1]}\r\n`;
+  }
+  const remote = options.remoteAddress;
+  out += `X-Forwarded-For: ${forwardedFor === '' ? remote : `${forwardedFor}, ${remote}`}\r\n`;
+  out += `X-Forwarded-Proto: ${options.proto}\r\n`;
+  if (options.clientHost !== null) out += `X-Forwarded-Host: ${options.clientHost}\r\n`;
+  out += `X-Real-IP: ${remote}\r\n`;
+  for (const [name, value] of location.setHeaders) out += `${name}: ${value}\r\n`;
+  if (options.chunked) out += 'Transfer-Encoding: chunked\r\n';
+  else if (options.contentLength > 0 || (options.contentLength === 0 && methodExpectsBody(head.method))) {
+    out += `Content-Length: ${options.contentLength}\r\n`;
+  }
+  out += options.webSocket ? 'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n' : 'Connection: close\r\n\r\n';
+  return out;
+}
+
+function methodExpectsBody(method: string): boolean {
+  return method === 'POST' || method === 'PUT' || method === 'PATCH';
+}
+
+export interface DownstreamResponseOptions {
+  /** Body framing wsgate will use towards the client. */
+  framing: 'length' | 'chunked' | 'close' | 'none';
+  /** Declared Content-Length, with framing 'length'. */
+  contentLength: number;
+  /** The 101 of a WebSocket handshake: Upgrade/Connection are written back. */
+  upgrade: boolean;
+}
+
+/** The response head wsgate writes to the client: the upstream's status and fields, hop-by-hop fields replaced by its own. */
+export function buildDownstreamResponseHead(head: ParsedHead, options: DownstreamResponseOptions): string {
+  const nominated = connectionTokens(head.rawHeaders);
+  const status = head.statusCode;
+  let out = `HTTP/1.1 ${status} ${head.statusMessage || reasonPhrase(status)}\r\n`;
+  const raw = head.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i];
+    const lower = name.toLowerCase();
+    // A response without a body (HEAD, 304) keeps the Content-Length it describes (RFC 9110 §8.6).
+    if (HOP_BY_HOP.has(lower) || (lower === 'content-length' && options.framing !== 'none')) continue;
+    if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
+    out += `${name}: ${raw[i + 1]}\r\n`;
+  }
+  if (options.upgrade) return out + 'Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
+  if (options.framing === 'length') out += `Content-Length: ${options.contentLength}\r\n`;
+  else if (options.framing === 'chunked') out += 'Transfer-Encoding: chunked\r\n';
+  return out + 'Connection: close\r\n\r\n';
+}
+
+/** A 1xx interim response (100 Continue, 103 Early Hints) relayed before the final one (RFC 9110 §15.2). */
+export function buildInformationalHead(head: ParsedHead): string {
+  const nominated = connectionTokens(head.rawHeaders);
+  let out = `HTTP/1.1 ${head.statusCode} ${head.statusMessage || reasonPhrase(head.statusCode)}\r\n`;
+  const raw = head.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const lower = raw[i].toLowerCase();
+    if (HOP_BY_HOP.has(lower) || nominated.has(lower)) continue;
+    out += `${raw[i]}: ${raw[i + 1]}\r\n`;
+  }
+  return out + '\r\n';
+}

@@ -1,0 +1,38 @@
+// Log lines: one line per event, `time level message key=value ...`, so that
+// grep and awk work on them as on nginx's error log.
+
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface Logger {
+  log(level: LogLevel, message: string, fields?: Record<string, unknown>): void;
+}
+
+const RANK: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+function formatValue(value: unknown): string {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return /[\s"=]/.test(text) ? JSON.stringify(text) : text;
+}
+
+export function formatLogLine(level: LogLevel, message: string, fields?: Record<string, unknown>): string {
+  let line = `${new Date().toISOString()} ${level} ${message}`;
+  if (fields) {
+    for (const key of Object.keys(fields)) {
+      const value = fields[key];
+      if (value !== undefined) line += ` ${key}=${formatValue(value)}`;
+    }
+  }
+  return line + '\n';
+}
+
+/** A logger writing to a stream (stderr by default), dropping lines below `minLevel`. */
+export function createStreamLogger(minLevel: LogLevel = 'info', stream: NodeJS.WritableStream = process.stderr): Logger {
+  const min = RANK[minLevel];
+  return {
+    log(level, message, fields) {
+      if (RANK[level] >= min) stream.write(formatLogLine(level, message, fields));
+    },
+  };
+}
+
+export const LOG_LEVELS = Object.keys(RANK) as LogLevel[];

@@ -205,7 +205,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.pauseReading();
     if (this.exchange !== null) this.exchange.endBody();
     // One request per connection: stop llhttp before it reads a pipelined one.
-    if (this.#headComplete) throw STOP_PARSING;
+    // (After an upgrade head llhttp stops by itself and reports where.)
+    if (!this.head!.upgrade) throw STOP_PARSING;
   }
 
   // --- used by the exchange ---

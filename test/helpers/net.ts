@@ -81,6 +81,8 @@ export async function rawExchange(
   if (options.endAfterWrite) socket.end();
   const chunks: Buffer[] = [];
   socket.on('data', (c) => chunks.push(c));
+  // Like any HTTP client: once the proxy has closed its side, close ours.
+  socket.on('end', () => socket.end());
   const closed = await Promise.race([
     once(socket, 'close').then(() => true),
     new Promise<boolean>((r) => setTimeout(() => r(false), options.timeoutMs ?? 5000)),

@@ -220,6 +220,9 @@ export function parseRoute(spec: string, field: string): { host: string | null; 
   return { host: host === '' ? null : host, path: exact + target.slice(slash), upstream: m[2] };
 }
 
+// Where a location built from the `routes` shorthand came from, for error messages.
+const ROUTE_FIELD = new WeakMap<LocationConfig, string>();
+
 function routesToServers(routes: GatewayConfig['routes']): ServerConfig[] {
   if (routes === undefined) return [];
   let specs: string[];
@@ -237,6 +240,7 @@ function routesToServers(routes: GatewayConfig['routes']): ServerConfig[] {
       byHost.set(key, server);
     }
     server.locations.push({ path: route.path, upstream: route.upstream });
+    ROUTE_FIELD.set(server.locations[server.locations.length - 1], `routes[${i}]`);
   });
   return [...byHost.values()];
 }
@@ -267,9 +271,10 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     }
     const seen = new Set<string>();
     const locations = server.locations.map((loc, j) => {
-      const resolved = resolveLocation(loc, defaults, `${field}.locations[${j}]`);
+      const locField = ROUTE_FIELD.get(loc) ?? `${field}.locations[${j}]`;
+      const resolved = resolveLocation(loc, defaults, locField);
       const key = (resolved.exact ? '=' : '') + resolved.path;
-      if (seen.has(key)) fail(`${field}.locations[${j}].path`, `duplicate location ${JSON.stringify(loc.path)}`);
+      if (seen.has(key)) fail(ROUTE_FIELD.has(loc) ? locField : `${locField}.path`, `duplicate location ${JSON.stringify(loc.path)}`);
       seen.add(key);
       return resolved;
     });

@@ -306,6 +306,10 @@ export class Connection implements TimerOwner, HeadReaderHandler {
       this.fail(new WsgateError('WSG_ERR_NO_ROUTE', `${clientHost ?? ''}${normalized.path}`));
       return;
     }
+    if (route.upstreamTarget === null) {
+      this.fail(new WsgateError('WSG_ERR_BAD_PATH', `${normalized.path} leaves the upstream path of ${route.location.upstream.url}`));
+      return;
+    }
     // A location without WebSockets forwards the request as plain HTTP (Upgrade stripped).
     if (!route.location.websocket) webSocket = false;
     const transferEncoding = findHeader(head.rawHeaders, 'transfer-encoding');

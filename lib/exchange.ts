@@ -142,7 +142,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     const { request } = this;
     const location = request.route.location;
     const head = buildUpstreamRequestHead(request.head, {
-      target: request.route.upstreamTarget,
+      target: request.route.upstreamTarget!,
       location,
       host: request.host,
       clientHost: request.clientHost,

@@ -6,12 +6,13 @@
 // `/chat`); without one the (normalised) path passes unchanged.
 
 import type { ResolvedConfig, ResolvedLocation, ResolvedServer } from './config.js';
+import { normalizeTarget } from './normalize-path.js';
 
 export interface RouteMatch {
   readonly server: ResolvedServer;
   readonly location: ResolvedLocation;
-  /** Path + query to send upstream. */
-  readonly upstreamTarget: string;
+  /** Path + query to send upstream; null when the rewrite would leave the upstream's base path (400). */
+  readonly upstreamTarget: string | null;
 }
 
 interface CompiledServer {
@@ -46,7 +47,8 @@ export class Router {
     const compiled = this.#findServer(host);
     const location = compiled.exact.get(path) ?? findPrefix(compiled.prefixes, path);
     if (location === undefined) return null;
-    return { server: compiled.server, location, upstreamTarget: rewritePath(location, path) + query };
+    const upstreamPath = rewritePath(location, path);
+    return { server: compiled.server, location, upstreamTarget: upstreamPath === null ? null : upstreamPath + query };
   }
 
   #findServer(host: string | null): CompiledServer {
@@ -77,11 +79,20 @@ function findPrefix(prefixes: readonly ResolvedLocation[], path: string): Resolv
   return undefined;
 }
 
-function rewritePath(location: ResolvedLocation, path: string): string {
+function rewritePath(location: ResolvedLocation, path: string): string | null {
   const base = location.upstream.path;
   if (base === null) return path;
   if (location.exact) return base;
-  return base + path.slice(location.path.length);
+  let rest = path.slice(location.path.length);
+  // `location /api { proxy_pass http://u/v1/; }` would send `/v1//users` for
+  // `/api/users` and `/v1/../x` for `/api../x` (the "off-by-slash" class of
+  // misrouting): merge the slash, and refuse a result that climbs out of `base`.
+  if (base.endsWith('/') && rest.startsWith('/')) rest = rest.slice(1);
+  const rewritten = base + rest;
+  const normalized = normalizeTarget(rewritten);
+  const inside = normalized !== null && (normalized.path === base || normalized.path.startsWith(base.endsWith('/') ? base : base + '/'));
+  if (!inside) return null;
+  return normalized!.path;
 }
 
 /** Lower-cased host without port and without a trailing dot (`Example.COM.:80` -> `example.com`). */

@@ -104,7 +104,6 @@ function acquireParser(): Owned {
   return parser;
 }
 
-const RESOURCE = Object.freeze({});
 
 export class HeadReader {
   readonly handler: HeadReaderHandler;
@@ -123,7 +122,9 @@ export class HeadReader {
     this.maxHeadSize = maxHeadSize;
     this.maxHeaders = maxHeaders;
     const parser = acquireParser();
-    parser.initialize(kind === HeadKind.Request ? HTTPParser.REQUEST : HTTPParser.RESPONSE, RESOURCE, maxHeadSize, HTTPParser.kLenientNone);
+    // A fresh async resource per use, as node's server makes one per connection:
+    // AsyncLocalStorage stores its context on it (a shared or frozen one breaks that).
+    parser.initialize(kind === HeadKind.Request ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeadSize, HTTPParser.kLenientNone);
     parser[kReader] = this;
     this.#parser = parser;
   }

@@ -199,3 +199,17 @@ t.test('connectionError events carry the typed error and what was answered', asy
   t.same(errors, [{ code: 'WSG_ERR_NO_ROUTE', status: 404, path: '/missing' }]);
   t.ok(lines.some((l) => l.startsWith('warn ') && l.includes('WSG_ERR_NO_ROUTE')), 'a log line');
 });
+
+t.test('works inside a process that uses AsyncLocalStorage (context stored on each parser resource)', async (t) => {
+  // Bug: a shared frozen async resource made every connection throw
+  // "Cannot add property Symbol(kResourceStore), object is not extensible".
+  const { AsyncLocalStorage } = await import('node:async_hooks');
+  const als = new AsyncLocalStorage<{ request: number }>();
+  const upstream = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  await als.run({ request: 1 }, async () => {
+    const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+    const res = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    t.match(res.text, /^HTTP\/1\.1 200 OK\r\n/);
+    t.same(als.getStore(), { request: 1 });
+  });
+});

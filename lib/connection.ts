@@ -259,6 +259,14 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#linger();
   }
 
+  /** Last line of defence: a bug while handling one connection ends that connection, never the process. */
+  crashed(err: unknown): void {
+    const error = new WsgateError('WSG_ERR_INTERNAL', err instanceof Error ? (err.stack ?? err.message) : String(err), { cause: err });
+    this.host.connectionFailed(this, error);
+    this.exchange?.abort();
+    this.socket.destroy();
+  }
+
   // --- internals ---
 
   /** Validates and routes the complete head, then starts its exchange. */
@@ -358,7 +366,12 @@ export class Connection implements TimerOwner, HeadReaderHandler {
 }
 
 function socketOnData(this: DownstreamSocket, chunk: Buffer): void {
-  this[kConnection].received(chunk);
+  const conn = this[kConnection];
+  try {
+    conn.received(chunk);
+  } catch (err) {
+    conn.crashed(err);
+  }
 }
 function socketOnEnd(this: DownstreamSocket): void {
   this[kConnection].ended();

@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   WSG_ERR_TUNNEL_IDLE: { status: 0, side: 'internal', message: 'tunnel idle past tunnelTimeout' },
   WSG_ERR_DOWNSTREAM_ABORTED: { status: 0, side: 'downstream', message: 'downstream connection reset or closed early' },
   WSG_ERR_UPSTREAM_ABORTED: { status: 0, side: 'upstream', message: 'upstream connection reset or closed mid-response' },
+  WSG_ERR_INTERNAL: { status: 0, side: 'internal', message: 'unexpected error while handling the connection (a bug: please report it)' },
   WSG_ERR_CONFIG: { status: 0, side: 'config', message: 'invalid configuration' },
 } as const satisfies Record<string, ErrorSpec>;
 

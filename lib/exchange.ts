@@ -303,7 +303,12 @@ function upstreamOnConnect(this: UpstreamSocket): void {
   this[kExchange].connected();
 }
 function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
-  this[kExchange].received(chunk);
+  const exchange = this[kExchange];
+  try {
+    exchange.received(chunk);
+  } catch (err) {
+    exchange.conn.crashed(err);
+  }
 }
 function upstreamOnEnd(this: UpstreamSocket): void {
   this[kExchange].upstreamEnded();

@@ -151,24 +151,13 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 
   /** Takes a raw accepted socket (from your own net or tls server; create it with `allowHalfOpen: true`). */
   handleSocket(socket: net.Socket): void {
-    if (this.#closing) {
-      socket.on('error', () => {});
-      socket.destroy();
-      return;
-    }
-    const conn = new Connection(this, socket, this.#config, this.#router);
-    this.#connections.add(conn);
-    this.#totalConnections++;
-    conn.start();
+    this.#adopt(socket)?.start();
   }
 
   /** For a `node:http` server's 'upgrade' event: `server.on('upgrade', (req, socket, head) => gw.handleUpgrade(req, socket, head))`. */
   handleUpgrade(req: IncomingMessage, socket: net.Socket, head: Buffer): void {
-    if (this.#closing) {
-      socket.on('error', () => {});
-      socket.destroy();
-      return;
-    }
+    const conn = this.#adopt(socket);
+    if (conn === null) return;
     const parsed: ParsedHead = {
       versionMajor: req.httpVersionMajor,
       versionMinor: req.httpVersionMinor,
@@ -180,10 +169,31 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       upgrade: true,
       shouldKeepAlive: false,
     };
-    const conn = new Connection(this, socket, this.#config, this.#router);
+    try {
+      conn.startParsed(parsed, head ?? Buffer.alloc(0));
+    } catch (err) {
+      conn.crashed(err);
+    }
+  }
+
+  /** Wraps an accepted socket in a Connection; null (socket destroyed) while closing or if that fails. */
+  #adopt(socket: net.Socket): Connection | null {
+    let conn: Connection | null = null;
+    if (!this.#closing) {
+      try {
+        conn = new Connection(this, socket, this.#config, this.#router);
+      } catch (err) {
+        this.#log('error', `cannot set up a connection: ${(err as Error).message}`, { code: 'WSG_ERR_INTERNAL' });
+      }
+    }
+    if (conn === null) {
+      socket.on('error', () => {});
+      socket.destroy();
+      return null;
+    }
     this.#connections.add(conn);
     this.#totalConnections++;
-    conn.startParsed(parsed, head ?? Buffer.alloc(0));
+    return conn;
   }
 
   /** New connections use `config` from now on; open connections and tunnels keep what they started with. */

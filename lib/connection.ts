@@ -87,9 +87,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   start(): void {
     const socket = this.socket;
     socket.setNoDelay(true);
-    socket.on('data', socketOnData);
-    socket.on('end', socketOnEnd);
-    socket.on('drain', socketOnDrain);
+    for (const [event, listener] of READING_LISTENERS) socket.on(event, listener);
     this.wheel.arm(this.#timer, this.config.headTimeoutMs);
   }
 
@@ -99,9 +97,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#reader = null;
     const socket = this.socket;
     socket.setNoDelay(true);
-    socket.on('data', socketOnData);
-    socket.on('end', socketOnEnd);
-    socket.on('drain', socketOnDrain);
+    for (const [event, listener] of READING_LISTENERS) socket.on(event, listener);
     this.#headComplete = true;
     this.#requestComplete = true;
     this.head = head;
@@ -231,9 +227,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.state = ConnState.Tunnel;
     this.wheel.cancel(this.#timer);
     const socket = this.socket;
-    socket.removeListener('data', socketOnData);
-    socket.removeListener('end', socketOnEnd);
-    socket.removeListener('drain', socketOnDrain);
+    for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
     socket.removeListener('error', socketOnError);
     socket.removeListener('close', socketOnClose);
     const early = this.#early;
@@ -385,3 +379,11 @@ function socketOnError(this: DownstreamSocket): void {
 function socketOnClose(this: DownstreamSocket): void {
   this[kConnection].closed();
 }
+
+// Attached once the connection starts reading; removed when a tunnel takes the socket over.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const READING_LISTENERS: ReadonlyArray<readonly [string, (this: DownstreamSocket, ...args: any[]) => void]> = [
+  ['data', socketOnData],
+  ['end', socketOnEnd],
+  ['drain', socketOnDrain],
+];

@@ -73,12 +73,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     const upstream = dialUpstream(request.route.location.upstream) as UpstreamSocket;
     upstream[kExchange] = this;
     this.upstream = upstream;
-    upstream.on('connect', upstreamOnConnect);
-    upstream.on('data', upstreamOnData);
-    upstream.on('end', upstreamOnEnd);
-    upstream.on('error', upstreamOnError);
-    upstream.on('close', upstreamOnClose);
-    upstream.on('drain', upstreamOnDrain);
+    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.on(event, listener);
     conn.wheel.arm(this.#timer, request.route.location.connectTimeoutMs);
     this.#lastActive = conn.wheel.now;
   }
@@ -273,12 +268,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     const head = this.#reader.head!;
     this.#finish();
     const upstream = this.upstream;
-    upstream.removeListener('connect', upstreamOnConnect);
-    upstream.removeListener('data', upstreamOnData);
-    upstream.removeListener('end', upstreamOnEnd);
-    upstream.removeListener('error', upstreamOnError);
-    upstream.removeListener('close', upstreamOnClose);
-    upstream.removeListener('drain', upstreamOnDrain);
+    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.removeListener(event, listener);
     upstream.pause();
     this.conn.startTunnel(this.request.route, upstream, buildDownstreamResponseHead(head, { framing: 'none', contentLength: 0, upgrade: true }), leftover);
   }
@@ -323,3 +313,14 @@ function upstreamOnClose(this: UpstreamSocket): void {
 function upstreamOnDrain(this: UpstreamSocket): void {
   this[kExchange].upstreamDrained();
 }
+
+// Attached while the exchange owns the upstream socket; removed when a tunnel takes it over.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => void]> = [
+  ['connect', upstreamOnConnect],
+  ['data', upstreamOnData],
+  ['end', upstreamOnEnd],
+  ['error', upstreamOnError],
+  ['close', upstreamOnClose],
+  ['drain', upstreamOnDrain],
+];

@@ -52,6 +52,16 @@ export interface GatewayConfig extends TimeoutDefaults {
   maxHeadSize?: number;
   /** Most header fields in a request head; then 431. Default 100. */
   maxHeaders?: number;
+  /** Idle time allowed between requests on a client keep-alive connection (nginx `keepalive_timeout`). Default 75. */
+  keepAliveTimeout?: number;
+  /** Requests served on one client connection before it is closed (nginx `keepalive_requests`). Default 1000. */
+  keepAliveRequests?: number;
+  /** Idle keep-alive connections kept per upstream address (nginx `keepalive`); 0 closes each after its request. Default 32. */
+  upstreamKeepAlive?: number;
+  /** Close an idle upstream connection after this long. Default 60. */
+  upstreamIdleTimeout?: number;
+  /** Requests sent on one upstream connection before it is retired. Default 1000. */
+  upstreamMaxRequests?: number;
   /** Refuse a 101 whose Sec-WebSocket-Accept does not match the key (RFC 6455 §4.1), with 502. Default true. */
   checkWebSocketAccept?: boolean;
   /** Where log lines go. Default: none (the CLI logs to stderr). */
@@ -86,6 +96,11 @@ export interface ResolvedConfig {
   readonly maxHeadSize: number;
   readonly maxHeaders: number;
   readonly checkWebSocketAccept: boolean;
+  readonly keepAliveTimeoutMs: number;
+  readonly keepAliveRequests: number;
+  readonly upstreamKeepAlive: number;
+  readonly upstreamIdleTimeoutMs: number;
+  readonly upstreamMaxRequests: number;
   readonly logger: Logger | null;
 }
 
@@ -97,6 +112,11 @@ export const DEFAULTS = {
   headTimeout: 10,
   maxHeadSize: 16384,
   maxHeaders: 100,
+  keepAliveTimeout: 75,
+  keepAliveRequests: 1000,
+  upstreamKeepAlive: 32,
+  upstreamIdleTimeout: 60,
+  upstreamMaxRequests: 1000,
 } as const;
 
 // RFC 9110 §5.6.2 token characters.
@@ -122,6 +142,14 @@ function positiveInt(value: unknown, field: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     fail(field, `must be a positive integer, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function nonNegativeInt(value: unknown, field: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {
+    fail(field, `must be an integer >= 0, got ${JSON.stringify(value)}`);
   }
   return value;
 }
@@ -300,6 +328,11 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     maxHeadSize,
     maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
     checkWebSocketAccept: input.checkWebSocketAccept ?? true,
+    keepAliveTimeoutMs: seconds(input.keepAliveTimeout, 'keepAliveTimeout', DEFAULTS.keepAliveTimeout),
+    keepAliveRequests: positiveInt(input.keepAliveRequests, 'keepAliveRequests', DEFAULTS.keepAliveRequests),
+    upstreamKeepAlive: nonNegativeInt(input.upstreamKeepAlive, 'upstreamKeepAlive', DEFAULTS.upstreamKeepAlive),
+    upstreamIdleTimeoutMs: seconds(input.upstreamIdleTimeout, 'upstreamIdleTimeout', DEFAULTS.upstreamIdleTimeout),
+    upstreamMaxRequests: positiveInt(input.upstreamMaxRequests, 'upstreamMaxRequests', DEFAULTS.upstreamMaxRequests),
     logger,
   };
 }

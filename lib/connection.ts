@@ -1,12 +1,15 @@
 // One client (downstream) connection, top to bottom:
 //
-//   READING_HEAD -> (validate, route) -> PROXYING (an Exchange) -> TUNNEL | LINGERING -> CLOSED
+//   READING_HEAD -> (validate, route) -> PROXYING (an Exchange) -+-> READING_HEAD (keep-alive)
+//                                                                +-> TUNNEL (valid 101)
+//                                                                +-> LINGERING -> CLOSED
 //
-// The head is read incrementally (head-reader.ts) under the head timeout; a bad
-// head is answered with a prebuilt 4xx and `Connection: close`. A routed
-// request goes to an Exchange, which either finishes an HTTP response or hands
-// both sockets to a Tunnel on a valid 101. Nothing here throws to the caller:
-// every failure becomes an answer (or a cut connection) and a log line.
+// llhttp reads every request on the connection in order; requests that arrive
+// while one is being proxied (pipelining) wait in a queue, parsed, and are
+// answered in order (RFC 9112 §9.3.2). Reading pauses while one waits, so the
+// queue holds at most what one socket read brought. A bad head is answered
+// with a prebuilt 4xx and `Connection: close`. Nothing here throws to the
+// caller: every failure becomes an answer (or a cut connection) and a log line.
 
 import type net from 'node:net';
 import type { ResolvedConfig } from './config.js';
@@ -19,6 +22,7 @@ import { normalizeTarget } from './normalize-path.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
+import type { UpstreamPool } from './upstream-pool.js';
 
 export const ConnState = {
   ReadingHead: 0,
@@ -32,9 +36,23 @@ export type ConnState = (typeof ConnState)[keyof typeof ConnState];
 /** What a connection needs from its gateway (gateway.ts implements it). */
 export interface ConnectionHost {
   readonly wheel: TimerWheel;
+  readonly pool: UpstreamPool;
+  /** The gateway is draining: finish the current request, then close. */
+  readonly isClosing: boolean;
   connectionFailed(conn: Connection, err: WsgateError): void;
   connectionClosed(conn: Connection): void;
   tunnelStarting(conn: Connection, route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null, early: Buffer[]): void;
+}
+
+/** A request llhttp has read (at least its head), waiting for or being served by an exchange. */
+export interface PendingRequest {
+  readonly head: ParsedHead;
+  /** Body pieces parsed before an exchange took the request. */
+  body: Buffer[];
+  /** llhttp saw the end of the message. */
+  complete: boolean;
+  /** After an upgrade head: the raw bytes that followed it (held until the 101). */
+  tail: Buffer[] | null;
 }
 
 // After the last response byte, keep reading (and discarding) for a while
@@ -44,10 +62,6 @@ const LINGER_MS = 5000;
 
 const kConnection = Symbol('wsgate connection');
 type DownstreamSocket = net.Socket & { [kConnection]: Connection };
-
-// Thrown from the parser's message-complete callback to stop llhttp there:
-// this connection serves one request, and bytes after it are never parsed.
-const STOP_PARSING = Symbol('stop parsing');
 
 export class Connection implements TimerOwner, HeadReaderHandler {
   readonly host: ConnectionHost;
@@ -59,14 +73,22 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   readonly remoteAddress: string;
   readonly proto: 'http' | 'https';
   state: ConnState = ConnState.ReadingHead;
+  /** Head of the request being served (or the last one read). */
   head: ParsedHead | null = null;
   exchange: Exchange | null = null;
+  requestsServed = 0;
   #reader: HeadReader | null;
   #timer: WheelTimer;
-  /** Raw bytes after an upgrade head, held until the 101. */
-  #early: Buffer[] = [];
-  #headComplete = false;
-  #requestComplete = false;
+  /** Requests read and not yet answered; [0] is the one the exchange serves. */
+  #queue: PendingRequest[] = [];
+  /** The request llhttp is delivering the body of, or null between messages. */
+  #parsing: PendingRequest | null = null;
+  /** Bytes of a new head have arrived (the head timeout runs). */
+  #headStarted = false;
+  /** A parse error behind a request still being answered: reported when its turn comes. */
+  #deferredError: WsgateError | null = null;
+  /** The client sent FIN: answer what was asked, then close. */
+  #clientEnded = false;
 
   constructor(host: ConnectionHost, socket: net.Socket, config: ResolvedConfig, router: Router) {
     this.host = host;
@@ -83,11 +105,10 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     socket.on('close', socketOnClose);
   }
 
-  /** Starts reading a head from the socket (accepted connections). */
+  /** Starts reading heads from the socket (accepted connections). */
   start(): void {
-    const socket = this.socket;
-    socket.setNoDelay(true);
-    for (const [event, listener] of READING_LISTENERS) socket.on(event, listener);
+    this.#listen();
+    this.#headStarted = true; // the first head's clock starts at accept
     this.wheel.arm(this.#timer, this.config.headTimeoutMs);
   }
 
@@ -95,66 +116,63 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   startParsed(head: ParsedHead, rest: Buffer): void {
     this.#reader?.release();
     this.#reader = null;
+    this.#listen();
+    this.#queue.push({ head, body: [], complete: true, tail: rest.length > 0 ? [rest] : [] });
+    this.#next();
+  }
+
+  #listen(): void {
     const socket = this.socket;
     socket.setNoDelay(true);
     for (const [event, listener] of READING_LISTENERS) socket.on(event, listener);
-    this.#headComplete = true;
-    this.#requestComplete = true;
-    this.head = head;
-    if (rest.length > 0) this.#early.push(rest);
-    this.#dispatch();
   }
 
   // --- socket events ---
 
   received(chunk: Buffer): void {
-    switch (this.state) {
-      case ConnState.ReadingHead:
-      case ConnState.Proxying:
-        break;
-      default:
-        return; // lingering: discard
-    }
-    if (this.#headComplete && this.#reader === null) {
-      // Upgrade request: everything after the head waits for the 101.
-      this.#early.push(chunk);
+    if (this.state === ConnState.Lingering || this.state === ConnState.Closed) return; // discard
+    const reader = this.#reader;
+    if (reader === null) {
+      // After an upgrade head, or after a parse error: bytes are not HTTP.
+      const last = this.#queue[this.#queue.length - 1];
+      if (last?.tail) last.tail.push(chunk);
       return;
     }
-    if (this.#requestComplete) return;
-    const reader = this.#reader!;
-    const wasComplete = this.#headComplete;
-    let consumed = chunk.length;
+    if (this.state === ConnState.ReadingHead && !this.#headStarted) {
+      this.#headStarted = true;
+      this.wheel.arm(this.#timer, this.config.headTimeoutMs);
+    }
+    let consumed: number;
     try {
       consumed = reader.execute(chunk);
     } catch (err) {
-      if (err !== STOP_PARSING) {
-        this.fail(err instanceof WsgateError ? err : new WsgateError('WSG_ERR_BAD_REQUEST', String(err)));
-        return;
-      }
+      this.#parseFailed(err instanceof WsgateError ? err : new WsgateError('WSG_ERR_BAD_REQUEST', String(err)));
+      return;
     }
-    if (wasComplete || !this.#headComplete) return;
-    // The head completed in this chunk.
-    if (this.head!.upgrade) {
-      // llhttp stopped at the end of the head: what follows is not HTTP.
+    const last = this.#queue[this.#queue.length - 1];
+    if (last?.head.upgrade && last.tail === null) {
+      // llhttp stopped at the end of an upgrade head: what follows is not HTTP.
+      last.tail = consumed < chunk.length ? [chunk.subarray(consumed)] : [];
       reader.release();
       this.#reader = null;
-      this.#requestComplete = true;
-      if (consumed < chunk.length) this.#early.push(chunk.subarray(consumed));
     }
-    this.#dispatch();
+    if (this.exchange === null) this.#next();
   }
 
   ended(): void {
+    this.#clientEnded = true;
     if (this.state === ConnState.Lingering || this.state === ConnState.ReadingHead) {
-      // Client finished (or gave up before a whole head: nothing to answer).
+      // Finished, idle, or gave up before a whole head: nothing to answer.
       this.socket.destroy();
       return;
     }
-    if (this.state === ConnState.Proxying && this.exchange !== null) {
+    const exchange = this.exchange;
+    const current = this.#queue[0];
+    if (this.state === ConnState.Proxying && exchange !== null && current !== undefined) {
       // A WebSocket client that leaves before the 101 gave up on it; an HTTP
       // client may half-close after its request and still read the answer.
-      if (this.exchange.request.webSocket || !this.#requestComplete) {
-        this.exchange.abort();
+      if (exchange.request.webSocket || !current.complete) {
+        exchange.abort();
         this.socket.destroy();
       }
     }
@@ -167,6 +185,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#reader?.release();
     this.#reader = null;
     this.exchange?.abort();
+    this.exchange = null;
+    this.#queue = [];
     this.host.connectionClosed(this);
   }
 
@@ -176,7 +196,12 @@ export class Connection implements TimerOwner, HeadReaderHandler {
 
   onTimerExpired(): number {
     if (this.state === ConnState.ReadingHead) {
-      this.fail(new WsgateError('WSG_ERR_HEAD_TIMEOUT', `no complete head after ${this.config.headTimeoutMs} ms`));
+      // Bytes of a head came (or this is the connection's first request): 408.
+      if (this.#headStarted) {
+        this.fail(new WsgateError('WSG_ERR_HEAD_TIMEOUT', `no complete head after ${this.config.headTimeoutMs} ms`));
+      } else {
+        this.socket.destroy(); // an idle keep-alive connection just closes
+      }
     } else if (this.state === ConnState.Lingering) {
       this.socket.destroy();
     }
@@ -186,23 +211,27 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   // --- request parser callbacks ---
 
   onHead(head: ParsedHead): boolean {
-    this.head = head;
-    this.#headComplete = true;
+    const pending: PendingRequest = { head, body: [], complete: false, tail: null };
+    this.#queue.push(pending);
+    this.#parsing = pending;
+    // A request waiting behind another: stop reading until its turn (bounded pipelining).
+    if (this.#queue.length > 1) this.socket.pause();
     return false;
   }
 
   onBody(chunk: Buffer): void {
-    if (this.exchange !== null) this.exchange.sendBody(chunk);
-    else this.#early.push(chunk);
+    const pending = this.#parsing;
+    if (pending === null) return;
+    if (this.exchange !== null && pending === this.#queue[0]) this.exchange.sendBody(chunk);
+    else pending.body.push(chunk);
   }
 
   onMessageComplete(): void {
-    this.#requestComplete = true;
-    this.pauseReading();
-    if (this.exchange !== null) this.exchange.endBody();
-    // One request per connection: stop llhttp before it reads a pipelined one.
-    // (After an upgrade head llhttp stops by itself and reports where.)
-    if (!this.head!.upgrade) throw STOP_PARSING;
+    const pending = this.#parsing;
+    this.#parsing = null;
+    if (pending === null) return;
+    pending.complete = true;
+    if (this.exchange !== null && pending === this.#queue[0]) this.exchange.endBody();
   }
 
   // --- used by the exchange ---
@@ -211,16 +240,46 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.socket.pause();
   }
 
-  resumeReading(): void {
-    if (!this.#requestComplete) this.socket.resume();
+  /**
+   * May the connection stay open after the current response? Asked when the
+   * response head is written, to say so in it (RFC 9112 §9.3).
+   */
+  mayKeepAlive(): boolean {
+    const current = this.#queue[0];
+    return (
+      current !== undefined &&
+      current.complete &&
+      current.head.shouldKeepAlive &&
+      !this.#clientEnded &&
+      !this.host.isClosing &&
+      this.requestsServed + 1 < this.config.keepAliveRequests
+    );
   }
 
-  exchangeDone(exchange: Exchange, err: WsgateError | null): void {
+  /** The exchange can take more request body. */
+  resumeReading(): void {
+    if (this.#queue.length <= 1 && this.#reader !== null) this.socket.resume();
+  }
+
+  /** The current request's exchange finished; `keepAlive`: its response head promised the client another request. */
+  exchangeDone(exchange: Exchange, err: WsgateError | null, keepAlive: boolean): void {
+    if (exchange !== this.exchange) return;
+    this.exchange = null;
+    this.requestsServed++;
     if (err !== null) {
       this.fail(err, exchange.responseStarted);
       return;
     }
-    this.#linger();
+    this.#queue.shift();
+    if (!keepAlive || this.socket.destroyed) {
+      this.#linger();
+      return;
+    }
+    this.state = ConnState.ReadingHead;
+    this.#headStarted = false;
+    this.wheel.arm(this.#timer, this.config.keepAliveTimeoutMs);
+    if (this.#queue.length > 0 || this.#deferredError !== null) this.#next();
+    else if (this.#reader !== null) this.socket.resume();
   }
 
   startTunnel(route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null): void {
@@ -230,8 +289,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
     socket.removeListener('error', socketOnError);
     socket.removeListener('close', socketOnClose);
-    const early = this.#early;
-    this.#early = [];
+    const early = this.#queue[0]?.tail ?? [];
+    this.#queue = [];
     this.exchange = null;
     this.host.tunnelStarting(this, route, upstream, responseHead, leftover, early);
   }
@@ -243,7 +302,9 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   fail(err: WsgateError, responseStarted = false): void {
     if (this.state === ConnState.Closed || this.state === ConnState.Lingering) return;
     this.host.connectionFailed(this, err);
-    this.exchange?.abort();
+    const exchange = this.exchange;
+    this.exchange = null;
+    exchange?.abort();
     const answer = responseStarted ? undefined : errorResponse(err.status);
     if (answer === undefined || this.socket.destroyed || !this.socket.writable) {
       this.socket.destroy();
@@ -263,13 +324,40 @@ export class Connection implements TimerOwner, HeadReaderHandler {
 
   // --- internals ---
 
-  /** Validates and routes the complete head, then starts its exchange. */
-  #dispatch(): void {
+  #parseFailed(err: WsgateError): void {
+    // Stop parsing: whatever follows a malformed message cannot be framed.
+    this.#reader?.release();
+    this.#reader = null;
+    if (this.exchange === null || this.#parsing === this.#queue[0]) {
+      // Nothing is being answered, or the request being proxied is itself broken.
+      this.fail(err, this.exchange?.responseStarted ?? false);
+      return;
+    }
+    // A later pipelined request is bad: answer the ones before it first.
+    if (this.#parsing !== null) this.#queue.pop();
+    this.#parsing = null;
+    this.#deferredError = err;
+    this.socket.pause();
+  }
+
+  /** Starts the next queued request, if its head is here. */
+  #next(): void {
+    if (this.exchange !== null || this.state === ConnState.Lingering || this.state === ConnState.Closed) return;
+    const pending = this.#queue[0];
+    if (pending === undefined) {
+      if (this.#deferredError !== null) this.fail(this.#deferredError);
+      return;
+    }
     this.state = ConnState.Proxying;
     this.wheel.cancel(this.#timer);
-    this.socket.pause();
-    const head = this.head!;
+    this.#headStarted = false;
+    this.head = pending.head;
+    this.#dispatch(pending);
+  }
 
+  /** Validates and routes one request, then starts its exchange. */
+  #dispatch(pending: PendingRequest): void {
+    const head = pending.head;
     const hostCount = countHeader(head.rawHeaders, 'host');
     // RFC 9112 §3.2: a 1.1 request has exactly one Host; none or several is a 400.
     if (hostCount > 1 || (hostCount === 0 && head.versionMinor >= 1)) {
@@ -316,12 +404,12 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     if (!route.location.websocket) webSocket = false;
     const transferEncoding = findHeader(head.rawHeaders, 'transfer-encoding');
     const contentLength = findHeader(head.rawHeaders, 'content-length');
-    if (!webSocket && this.#reader === null) {
-      // Handed over after an upgrade head (llhttp or node's server stopped
-      // there, e.g. `Upgrade: h2c`), but this is not an upgrade wsgate will
+    if (!webSocket && pending.tail !== null) {
+      // llhttp (or node's server) stopped after an upgrade head (`Upgrade: h2c`,
+      // or a WebSocket upgrade on a location without them) that wsgate will not
       // perform: the bytes after the head are not parsed HTTP, so they are
       // dropped, never sent; a body it would have to forward unparsed is refused.
-      this.#early = [];
+      pending.tail = [];
       if (transferEncoding !== undefined || (contentLength !== undefined && Number(contentLength) > 0)) {
         this.fail(new WsgateError('WSG_ERR_BAD_REQUEST', 'upgrade request with a body'));
         return;
@@ -340,10 +428,11 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     });
     this.exchange = exchange;
     if (!webSocket) {
-      for (const chunk of this.#early) exchange.sendBody(chunk);
-      this.#early = [];
-      if (this.#requestComplete) exchange.endBody();
+      for (const chunk of pending.body) exchange.sendBody(chunk);
+      pending.body = [];
+      if (pending.complete) exchange.endBody();
     }
+    exchange.start();
   }
 
   #linger(): void {
@@ -351,7 +440,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.state = ConnState.Lingering;
     this.#reader?.release();
     this.#reader = null;
-    this.#early = [];
+    this.#queue = [];
     const socket = this.socket;
     socket.end();
     socket.resume();

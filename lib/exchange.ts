@@ -1,13 +1,14 @@
-// One proxied request/response on a fresh upstream connection:
+// One proxied request/response with an upstream:
 //
-//   DIALING -> AWAITING_RESPONSE -> RELAYING_BODY -> DONE
+//   DIALING (or a pooled socket) -> AWAITING_RESPONSE -> RELAYING_BODY -> DONE
 //                      \-> (valid 101 to a WebSocket request) -> handed to a Tunnel
 //
 // The request body and the response body are streamed as llhttp delivers them,
 // with backpressure both ways, and re-framed by wsgate (Content-Length kept,
 // chunked re-chunked without extensions or trailers), so no byte the parser did
-// not accept is ever forwarded. The client connection closes after the
-// response (`Connection: close`); the HTTP keep-alive work replaces this seam.
+// not accept is ever forwarded. Plain requests use keep-alive upstream
+// connections from the pool; a connection goes back only after a clean,
+// complete exchange. WebSocket handshakes always get a fresh connection.
 
 import type net from 'node:net';
 import type { Connection } from './connection.js';
@@ -18,6 +19,7 @@ import { HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHe
 import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead, type DownstreamResponseOptions } from './headers.js';
 import type { RouteMatch } from './router.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
+import type { PooledSocket } from './upstream-pool.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -28,12 +30,15 @@ export const ExchangePhase = {
 export type ExchangePhase = (typeof ExchangePhase)[keyof typeof ExchangePhase];
 
 const kExchange = Symbol('wsgate exchange');
-type UpstreamSocket = net.Socket & { [kExchange]: Exchange };
+type UpstreamSocket = PooledSocket & { [kExchange]: Exchange | null };
 
 const CRLF = Buffer.from('\r\n', 'latin1');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 // Largest response head wsgate accepts from an upstream (bigger: 502).
 const MAX_RESPONSE_HEAD = 64 * 1024;
+// RFC 9110 §9.2.2: methods whose repetition has the same effect; with no body
+// they can be replayed on a fresh connection when a pooled one turns out dead.
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 export interface ExchangeRequest {
   readonly head: ParsedHead;
@@ -50,32 +55,50 @@ export interface ExchangeRequest {
 export class Exchange implements TimerOwner, HeadReaderHandler {
   readonly conn: Connection;
   readonly request: ExchangeRequest;
-  readonly upstream: UpstreamSocket;
+  upstream: UpstreamSocket | null = null;
   phase: ExchangePhase = ExchangePhase.Dialing;
   /** Some response byte reached the client: an error can no longer be answered, only cut. */
   responseStarted = false;
-  #reader: HeadReader;
-  #timer: WheelTimer;
+  readonly #key: string;
+  #reader: HeadReader | null = null;
+  readonly #timer: WheelTimer;
   #lastActive = 0;
   /** Body pieces that arrived before the upstream connection was up. */
   #queued: Buffer[] = [];
   #requestEnded = false;
   #framing: DownstreamResponseOptions['framing'] = 'close';
   #switching = false;
+  /** The response head told the client the connection stays open. */
+  #keepAlive = false;
+  /** The upstream sent something after its complete response: never reuse that connection. */
+  #unsolicited = false;
+  #responseComplete = false;
+  /** Any response byte came from the upstream (no retry after that). */
+  #anyResponseByte = false;
+  /** The socket came from the pool (it may have died while idle). */
+  #reused = false;
+  #retried = false;
   /** Upstream paused because the client's buffer is full: the wait is on the client (sendTimeout). */
   #waitingOnDownstream = false;
 
   constructor(conn: Connection, request: ExchangeRequest) {
     this.conn = conn;
     this.request = request;
-    this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, conn.config.maxHeaders * 2);
+    const { host, port } = request.route.location.upstream;
+    this.#key = `${host}:${port}`;
     this.#timer = new WheelTimer(this);
-    const upstream = dialUpstream(request.route.location.upstream) as UpstreamSocket;
-    upstream[kExchange] = this;
-    this.upstream = upstream;
-    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.on(event, listener);
-    conn.wheel.arm(this.#timer, request.route.location.connectTimeoutMs);
-    this.#lastActive = conn.wheel.now;
+  }
+
+  /** Takes a pooled connection or dials one; call after the first body pieces were handed over. */
+  start(): void {
+    const pooled = this.request.webSocket ? null : this.conn.host.pool.acquire(this.#key);
+    if (pooled !== null) {
+      this.#reused = true;
+      this.#attach(pooled as UpstreamSocket);
+      this.connected();
+    } else {
+      this.#dial();
+    }
   }
 
   /** A request body piece from the client's parser. */
@@ -86,14 +109,14 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     }
     if (this.phase === ExchangePhase.Done || this.request.webSocket) return;
     this.#lastActive = this.conn.wheel.now;
-    if (!this.#writeBody(this.upstream, chunk, this.request.chunked)) this.conn.pauseReading();
+    if (!this.#writeBody(this.upstream!, chunk, this.request.chunked)) this.conn.pauseReading();
   }
 
   /** The client's request message is complete. */
   endBody(): void {
     this.#requestEnded = true;
     if (this.phase !== ExchangePhase.Dialing && this.phase !== ExchangePhase.Done && this.request.chunked) {
-      this.upstream.write(LAST_CHUNK);
+      this.upstream!.write(LAST_CHUNK);
     }
   }
 
@@ -101,14 +124,14 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   downstreamDrained(): void {
     this.#waitingOnDownstream = false;
     this.#lastActive = this.conn.wheel.now;
-    if (!this.upstream.destroyed) this.upstream.resume();
+    if (this.upstream !== null && !this.upstream.destroyed) this.upstream.resume();
   }
 
   /** The client went away or the gateway is shutting down: drop the upstream side. */
   abort(): void {
     if (this.phase === ExchangePhase.Done) return;
     this.#finish();
-    this.upstream.destroy();
+    this.upstream?.destroy();
   }
 
   onTimerExpired(now: number): number {
@@ -118,12 +141,15 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
       this.#fail(new WsgateError('WSG_ERR_UPSTREAM_CONNECT_TIMEOUT', `${location.upstream.host}:${location.upstream.port}`));
       return 0;
     }
-    const limit = this.#waitingOnDownstream ? location.sendTimeoutMs : location.readTimeoutMs;
-    if (limit <= 0) return now + 1000; // disabled: look again later (the wait may change kind)
+    // Whose turn is it? The client's while it owes request body or cannot take
+    // response bytes (proxy_send_timeout); the upstream's otherwise (proxy_read_timeout).
+    const clientsTurn = this.#waitingOnDownstream || (!this.#requestEnded && !this.#anyResponseByte);
+    const limit = clientsTurn ? location.sendTimeoutMs : location.readTimeoutMs;
+    if (limit <= 0) return now + 1000; // disabled: look again later (the wait may change sides)
     const deadline = this.#lastActive + limit;
     if (deadline > now) return deadline;
     this.#fail(
-      this.#waitingOnDownstream
+      clientsTurn
         ? new WsgateError('WSG_ERR_DOWNSTREAM_TIMEOUT', `no progress for ${limit} ms`)
         : new WsgateError('WSG_ERR_UPSTREAM_TIMEOUT', `no response bytes for ${limit} ms`),
     );
@@ -136,6 +162,14 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     this.phase = ExchangePhase.AwaitingResponse;
     const { request } = this;
     const location = request.route.location;
+    this.#reader?.release();
+    this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, this.conn.config.maxHeaders * 2);
+    let transferCodings: string | null = null;
+    if (request.chunked) {
+      // Keep the codings before the final `chunked` (llhttp checked it is last), drop empty list members.
+      const codings = findHeader(request.head.rawHeaders, 'transfer-encoding')!.split(',').map((c) => c.trim()).filter((c) => c !== '');
+      transferCodings = codings.join(', ');
+    }
     const head = buildUpstreamRequestHead(request.head, {
       target: request.route.upstreamTarget!,
       location,
@@ -145,9 +179,10 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
       proto: this.conn.proto,
       webSocket: request.webSocket,
       contentLength: request.contentLength,
-      chunked: request.chunked,
+      transferCodings,
+      keepAlive: this.conn.host.pool.options.maxIdle > 0,
     });
-    const upstream = this.upstream;
+    const upstream = this.upstream!;
     upstream.cork();
     upstream.write(head, 'latin1');
     // Bytes that followed an upgrade head wait for the 101 (Connection keeps
@@ -159,42 +194,51 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     this.#queued = [];
     upstream.uncork();
     this.#lastActive = this.conn.wheel.now;
-    this.conn.wheel.arm(this.#timer, Math.max(1, location.readTimeoutMs || location.sendTimeoutMs || 1000));
+    this.conn.wheel.arm(this.#timer, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
     if (!request.webSocket && !this.#requestEnded) this.conn.resumeReading();
   }
 
   received(chunk: Buffer): void {
-    if (this.phase === ExchangePhase.Done) return;
+    if (this.phase === ExchangePhase.Done) {
+      this.#unsolicited = true;
+      return;
+    }
+    this.#anyResponseByte = true;
     this.#lastActive = this.conn.wheel.now;
     let consumed: number;
     try {
-      consumed = this.#reader.execute(chunk);
+      consumed = this.#reader!.execute(chunk);
     } catch (err) {
       this.#fail(err);
       return;
     }
     if (this.#switching) this.#startTunnel(consumed < chunk.length ? chunk.subarray(consumed) : null);
+    else if (this.#responseComplete) this.#complete();
   }
 
   upstreamEnded(): void {
     if (this.phase === ExchangePhase.Done) return;
+    if (this.#mayRetry()) return;
     try {
-      this.#reader.finish(); // completes a read-until-close body, or throws
+      this.#reader?.finish(); // completes a read-until-close body, or throws
     } catch {
       // fall through: not a complete message
     }
-    if ((this.phase as ExchangePhase) !== ExchangePhase.Done) {
-      this.#fail(
-        this.responseStarted
-          ? new WsgateError('WSG_ERR_UPSTREAM_ABORTED', 'upstream closed mid-response')
-          : new WsgateError('WSG_ERR_UPSTREAM_CLOSED'),
-      );
+    if (this.#responseComplete) {
+      this.#complete();
+      return;
     }
+    this.#fail(
+      this.responseStarted
+        ? new WsgateError('WSG_ERR_UPSTREAM_ABORTED', 'upstream closed mid-response')
+        : new WsgateError('WSG_ERR_UPSTREAM_CLOSED'),
+    );
   }
 
   upstreamFailed(err: NodeJS.ErrnoException): void {
     if (this.phase === ExchangePhase.Done) return;
     if (this.phase === ExchangePhase.Dialing) this.#fail(connectError(err, this.request.route.location.upstream));
+    else if (this.#mayRetry()) return;
     else if (this.responseStarted) this.#fail(new WsgateError('WSG_ERR_UPSTREAM_ABORTED', err.code ?? err.message, { cause: err }));
     else this.#fail(new WsgateError('WSG_ERR_UPSTREAM_CONNECT', `reset before a response: ${err.code ?? err.message}`, { cause: err }));
   }
@@ -205,6 +249,11 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   // --- response parser callbacks ---
+
+  onMessageBegin(): void {
+    // A second response after the complete one: the upstream is out of step.
+    if (this.#responseComplete) this.#unsolicited = true;
+  }
 
   onHead(head: ParsedHead): boolean {
     const { request } = this;
@@ -222,20 +271,24 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
       if (request.head.versionMinor >= 1) this.conn.socket.write(buildInformationalHead(head), 'latin1');
       return false;
     }
+    const http10 = request.head.versionMinor === 0;
     const noBody = request.head.method === 'HEAD' || status === 204 || status === 304;
     let framing: DownstreamResponseOptions['framing'];
     let contentLength = 0;
     const length = findHeader(head.rawHeaders, 'content-length');
     if (noBody) framing = 'none';
-    else if (findHeader(head.rawHeaders, 'transfer-encoding') !== undefined) framing = request.head.versionMinor >= 1 ? 'chunked' : 'close';
+    else if (findHeader(head.rawHeaders, 'transfer-encoding') !== undefined) framing = http10 ? 'close' : 'chunked';
     else if (length !== undefined) {
       framing = 'length';
       contentLength = Number(length);
     } else framing = 'close';
     this.#framing = framing;
+    // A WebSocket request refused by the upstream is never followed by more
+    // HTTP on this connection: its bytes after the head were not parsed.
+    this.#keepAlive = framing !== 'close' && !request.webSocket && this.conn.mayKeepAlive();
     this.phase = ExchangePhase.RelayingBody;
     this.responseStarted = true;
-    this.conn.socket.write(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false }), 'latin1');
+    this.conn.socket.write(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }), 'latin1');
     return noBody;
   }
 
@@ -243,19 +296,72 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     if (this.phase !== ExchangePhase.RelayingBody) return;
     if (!this.#writeBody(this.conn.socket, chunk, this.#framing === 'chunked')) {
       this.#waitingOnDownstream = true;
-      this.upstream.pause();
+      this.upstream!.pause();
     }
   }
 
   onMessageComplete(): void {
     if (this.phase !== ExchangePhase.RelayingBody) return; // an interim 1xx, or the 101 itself
-    if (this.#framing === 'chunked') this.conn.socket.write(LAST_CHUNK);
-    this.#finish();
-    this.upstream.destroy();
-    this.conn.exchangeDone(this, null);
+    this.#responseComplete = true;
   }
 
   // --- internals ---
+
+  #dial(): void {
+    this.phase = ExchangePhase.Dialing;
+    this.#attach(dialUpstream(this.request.route.location.upstream) as UpstreamSocket);
+    this.conn.wheel.arm(this.#timer, this.request.route.location.connectTimeoutMs);
+  }
+
+  #attach(upstream: UpstreamSocket): void {
+    upstream[kExchange] = this;
+    this.upstream = upstream;
+    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.on(event, listener);
+    upstream.resume(); // a pooled socket was paused while idle
+  }
+
+  #detach(): UpstreamSocket {
+    const upstream = this.upstream!;
+    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.removeListener(event, listener);
+    upstream[kExchange] = null;
+    return upstream;
+  }
+
+  /**
+   * A pooled connection died before any response byte: the upstream closed it
+   * while it sat idle. Replay a bodiless idempotent request once on a fresh one.
+   */
+  #mayRetry(): boolean {
+    const { request } = this;
+    const replayable = this.#reused && !this.#retried && !this.#anyResponseByte && !request.chunked && request.contentLength === 0;
+    if (!replayable || !IDEMPOTENT.has(request.head.method)) return false;
+    this.#retried = true;
+    this.#reused = false;
+    const dead = this.#detach();
+    dead.on('error', ignoreError);
+    dead.destroy();
+    this.#reader?.release();
+    this.#reader = null;
+    this.#dial();
+    return true;
+  }
+
+  #complete(): void {
+    if (this.#framing === 'chunked') this.conn.socket.write(LAST_CHUNK);
+    const upstream = this.upstream!;
+    // Reuse only after a clean exchange: whole request sent, whole response
+    // read, nothing extra, and the upstream did not ask to close (RFC 9112 §9.3).
+    const reusable =
+      this.#reader!.head!.shouldKeepAlive && this.#requestEnded && !this.#unsolicited && this.#framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
+    this.#finish();
+    const detached = this.#detach();
+    if (reusable) this.conn.host.pool.release(this.#key, detached);
+    else {
+      detached.on('error', ignoreError);
+      detached.destroy();
+    }
+    this.conn.exchangeDone(this, null, this.#keepAlive);
+  }
 
   #writeBody(socket: net.Socket, chunk: Buffer, chunked: boolean): boolean {
     if (!chunked) return socket.write(chunk);
@@ -265,35 +371,40 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   #startTunnel(leftover: Buffer | null): void {
-    const head = this.#reader.head!;
+    const head = this.#reader!.head!;
     this.#finish();
-    const upstream = this.upstream;
-    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.removeListener(event, listener);
+    const upstream = this.#detach();
     upstream.pause();
-    this.conn.startTunnel(this.request.route, upstream, buildDownstreamResponseHead(head, { framing: 'none', contentLength: 0, upgrade: true }), leftover);
+    const responseHead = buildDownstreamResponseHead(head, { framing: 'none', contentLength: 0, upgrade: true, keepAlive: false, http10: false });
+    this.conn.startTunnel(this.request.route, upstream, responseHead, leftover);
   }
 
   #finish(): void {
     this.phase = ExchangePhase.Done;
     this.conn.wheel.cancel(this.#timer);
-    this.#reader.release();
+    this.#reader?.release();
     this.#queued = [];
   }
 
   #fail(err: unknown): void {
     if (this.phase === ExchangePhase.Done) return;
     this.#finish();
-    this.upstream.destroy();
+    this.upstream?.destroy();
     const error = err instanceof WsgateError ? err : new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', String(err), { cause: err });
-    this.conn.exchangeDone(this, error);
+    this.conn.exchangeDone(this, error, false);
   }
 }
 
+function ignoreError(): void {
+  // a socket being thrown away: its last error concerns nobody
+}
+
 function upstreamOnConnect(this: UpstreamSocket): void {
-  this[kExchange].connected();
+  this[kExchange]?.connected();
 }
 function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
   const exchange = this[kExchange];
+  if (!exchange) return;
   try {
     exchange.received(chunk);
   } catch (err) {
@@ -301,20 +412,20 @@ function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
   }
 }
 function upstreamOnEnd(this: UpstreamSocket): void {
-  this[kExchange].upstreamEnded();
+  this[kExchange]?.upstreamEnded();
 }
 function upstreamOnError(this: UpstreamSocket, err: NodeJS.ErrnoException): void {
-  this[kExchange].upstreamFailed(err);
+  this[kExchange]?.upstreamFailed(err);
 }
 function upstreamOnClose(this: UpstreamSocket): void {
   // A close without 'end' or 'error' (destroyed elsewhere) still ends the exchange.
-  this[kExchange].upstreamEnded();
+  this[kExchange]?.upstreamEnded();
 }
 function upstreamOnDrain(this: UpstreamSocket): void {
-  this[kExchange].upstreamDrained();
+  this[kExchange]?.upstreamDrained();
 }
 
-// Attached while the exchange owns the upstream socket; removed when a tunnel takes it over.
+// Attached while the exchange owns the upstream socket; removed when it goes back to the pool or to a tunnel.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => void]> = [
   ['connect', upstreamOnConnect],

@@ -13,6 +13,7 @@ import type { LogLevel } from './log.js';
 import { Router, type RouteMatch } from './router.js';
 import { TimerWheel } from './timer-wheel.js';
 import { Tunnel, type TunnelCloseReason } from './tunnel.js';
+import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
 
 export interface ListenAddress {
   readonly host: string;
@@ -77,8 +78,13 @@ interface TunnelRecord {
   readonly info: TunnelInfo;
 }
 
+function poolOptions(config: ResolvedConfig): UpstreamPoolOptions {
+  return { maxIdle: config.upstreamKeepAlive, idleTimeoutMs: config.upstreamIdleTimeoutMs, maxRequests: config.upstreamMaxRequests };
+}
+
 export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHost {
   readonly wheel: TimerWheel;
+  readonly pool: UpstreamPool;
   #config: ResolvedConfig;
   #router: Router;
   #servers: net.Server[] = [];
@@ -97,6 +103,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#config = resolveConfig(config);
     this.#router = new Router(this.#config);
     this.wheel = new TimerWheel({ tickMs: 100 });
+    this.pool = new UpstreamPool(this.wheel, poolOptions(this.#config));
+  }
+
+  get isClosing(): boolean {
+    return this.#closing !== null;
   }
 
   get config(): ResolvedConfig {
@@ -202,6 +213,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     const router = new Router(resolved);
     this.#config = resolved;
     this.#router = router;
+    this.pool.options = poolOptions(resolved);
     this.#log('info', 'config reloaded', { servers: resolved.servers.length });
   }
 
@@ -246,6 +258,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
           maybeDone();
         });
       }
+      this.pool.close();
+      // Connections between requests (or still waiting for their first head) close now;
+      // those in an exchange finish it and then close instead of keeping alive.
       for (const conn of this.#connections) {
         if (conn.state === ConnState.ReadingHead) conn.socket.destroy();
       }

@@ -24,6 +24,7 @@ interface HTTPParserConstructor {
   new (): HTTPParserInstance;
   REQUEST: number;
   RESPONSE: number;
+  kOnMessageBegin: number;
   kOnHeaders: number;
   kOnHeadersComplete: number;
   kOnBody: number;
@@ -57,6 +58,8 @@ export interface ParsedHead {
 
 /** What the reader calls back into; one object per owner, so there is no closure per connection. */
 export interface HeadReaderHandler {
+  /** A new message starts (its first byte was read). */
+  onMessageBegin?(): void;
   /** The head is complete. Return true to tell llhttp the message has no body (a response to HEAD). */
   onHead(head: ParsedHead): boolean;
   onBody(chunk: Buffer): void;
@@ -69,6 +72,9 @@ const POOL_MAX = 1000;
 
 type Owned = HTTPParserInstance & { [kReader]: HeadReader | null };
 
+function parserOnMessageBegin(this: Owned): void {
+  this[kReader]?.handler.onMessageBegin?.();
+}
 function parserOnHeaders(this: Owned, headers: string[], url: string): void {
   this[kReader]?.onHeaders(headers, url);
 }
@@ -97,6 +103,7 @@ function parserOnMessageComplete(this: Owned): void {
 
 function acquireParser(): Owned {
   const parser = (pool.pop() ?? new HTTPParser()) as Owned;
+  parser[HTTPParser.kOnMessageBegin] = parserOnMessageBegin;
   parser[HTTPParser.kOnHeaders] = parserOnHeaders;
   parser[HTTPParser.kOnHeadersComplete] = parserOnHeadersComplete;
   parser[HTTPParser.kOnBody] = parserOnBody;

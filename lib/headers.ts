@@ -72,7 +72,10 @@ export interface UpstreamRequestOptions {
   webSocket: boolean;
   /** Body length to declare when not chunked. */
   contentLength: number;
-  chunked: boolean;
+  /** The request's transfer codings ending in `chunked` (e.g. `gzip, chunked`), or null for none. */
+  transferCodings: string | null;
+  /** Ask the upstream to keep the connection open (it goes back to the pool). */
+  keepAlive: boolean;
 }
 
 /** The request head wsgate writes upstream, as a latin1 string (header values are latin1 as node decodes them). */
@@ -101,11 +104,12 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
   if (options.clientHost !== null) out += `X-Forwarded-Host: ${options.clientHost}\r\n`;
   out += `X-Real-IP: ${remote}\r\n`;
   for (const [name, value] of location.setHeaders) out += `${name}: ${value}\r\n`;
-  if (options.chunked) out += 'Transfer-Encoding: chunked\r\n';
+  if (options.transferCodings !== null) out += `Transfer-Encoding: ${options.transferCodings}\r\n`;
   else if (options.contentLength > 0 || (options.contentLength === 0 && methodExpectsBody(head.method))) {
     out += `Content-Length: ${options.contentLength}\r\n`;
   }
-  out += options.webSocket ? 'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n' : 'Connection: close\r\n\r\n';
+  if (options.webSocket) out += 'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+  else out += options.keepAlive ? 'Connection: keep-alive\r\n\r\n' : 'Connection: close\r\n\r\n';
   return out;
 }
 
@@ -120,6 +124,10 @@ export interface DownstreamResponseOptions {
   contentLength: number;
   /** The 101 of a WebSocket handshake: Upgrade/Connection are written back. */
   upgrade: boolean;
+  /** The client connection stays open after this response. */
+  keepAlive: boolean;
+  /** The client spoke HTTP/1.0, whose connections close unless they say keep-alive (RFC 9112 §9.3). */
+  http10: boolean;
 }
 
 /** The response head wsgate writes to the client: the upstream's status and fields, hop-by-hop fields replaced by its own. */
@@ -139,7 +147,8 @@ export function buildDownstreamResponseHead(head: ParsedHead, options: Downstrea
   if (options.upgrade) return out + 'Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n';
   if (options.framing === 'length') out += `Content-Length: ${options.contentLength}\r\n`;
   else if (options.framing === 'chunked') out += 'Transfer-Encoding: chunked\r\n';
-  return out + 'Connection: close\r\n\r\n';
+  if (!options.keepAlive) return out + 'Connection: close\r\n\r\n';
+  return out + (options.http10 ? 'Connection: keep-alive\r\n\r\n' : '\r\n');
 }
 
 /** A 1xx interim response (100 Continue, 103 Early Hints) relayed before the final one (RFC 9110 §15.2). */

@@ -161,7 +161,7 @@ t.test('request header rewrite: hop-by-hop stripped, forwarding headers added, l
   t.match(sent, /\r\nX-Real-IP: 127\.0\.0\.1\r\n/);
   t.match(sent, /\r\nX-Api-Key: secret\r\n/);
   t.match(sent, /\r\nUser-Agent: wsgate-test\r\n/);
-  t.match(sent, /\r\nConnection: close\r\n\r\n$/);
+  t.match(sent, /\r\nConnection: keep-alive\r\n\r\n$/, 'wsgate asks to keep the upstream connection');
   t.equal(sent.match(/\r\nConnection:/gi)?.length, 1);
 });
 

@@ -115,7 +115,7 @@ t.test('Upgrade: h2c is never forwarded as an upgrade; HTTP2-Settings is strippe
   t.notMatch(sent, /h2c/i);
   t.notMatch(sent, /HTTP2-Settings/i);
   t.notMatch(sent, /PRI \*/);
-  t.match(sent, /\r\nConnection: close\r\n\r\n$/);
+  t.match(sent, /\r\nConnection: keep-alive\r\n\r\n$/);
 });
 
 t.test('checkUpgradeRequest accepts a valid handshake', async (t) => {

@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { WebSocketServer, type ServerOptions } from 'ws';
 import { createGateway, type Gateway, type GatewayConfig, type ListenAddress } from '../../lib/index.js';
 
@@ -67,11 +68,42 @@ export async function rawUpstream(t: Teardown, onConnection: (socket: net.Socket
   };
 }
 
-/** Opens a raw client, writes `request` (string or buffers, one write each), and collects everything until the proxy closes. */
+const require = createRequire(import.meta.url);
+const { HTTPParser } = require('_http_common');
+
+/**
+ * Counts complete final (non-1xx) responses in `bytes` with node's own parser,
+ * independent of the gateway's code. `headRequest`: the first response has no body.
+ */
+export function completeResponses(bytes: Buffer, headRequest = false): number {
+  const parser = new HTTPParser();
+  parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+  let complete = 0;
+  let status = 0;
+  parser[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, _m: unknown, _u: unknown, code: number) => {
+    status = code;
+    return headRequest && complete === 0 ? 1 : 0;
+  };
+  parser[HTTPParser.kOnMessageComplete] = () => {
+    if (status >= 200) complete++;
+  };
+  try {
+    parser.execute(bytes);
+  } catch {
+    // counted what parsed
+  }
+  return complete;
+}
+
+/**
+ * Opens a raw client, writes `request` (string or buffers, one write each), and
+ * collects bytes until the proxy closes or one complete final response arrived
+ * (a keep-alive connection then stays open: `closed` is false).
+ */
 export async function rawExchange(
   port: number,
   request: string | Buffer | Array<string | Buffer>,
-  options: { timeoutMs?: number; endAfterWrite?: boolean } = {},
+  options: { timeoutMs?: number; endAfterWrite?: boolean; untilClose?: boolean } = {},
 ): Promise<{ text: string; closed: boolean }> {
   const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
   socket.on('error', () => {});
@@ -83,10 +115,22 @@ export async function rawExchange(
   socket.on('data', (c) => chunks.push(c));
   // Like any HTTP client: once the proxy has closed its side, close ours.
   socket.on('end', () => socket.end());
-  const closed = await Promise.race([
-    once(socket, 'close').then(() => true),
-    new Promise<boolean>((r) => setTimeout(() => r(false), options.timeoutMs ?? 5000)),
-  ]);
+  const isHead = /^HEAD /.test(typeof parts[0] === 'string' ? parts[0] : parts[0].toString('latin1'));
+  const closed = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), options.timeoutMs ?? 5000);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    socket.on('data', () => {
+      if (options.untilClose || completeResponses(Buffer.concat(chunks), isHead) === 0) return;
+      // a complete response: give a closing proxy a moment to say so
+      setTimeout(() => {
+        clearTimeout(timer);
+        resolve(socket.destroyed || socket.readableEnded);
+      }, 20);
+    });
+  });
   socket.destroy();
   return { text: Buffer.concat(chunks).toString('latin1'), closed };
 }
@@ -160,17 +204,38 @@ export function headEnd(text: string): number {
   return i === -1 ? -1 : i + 4;
 }
 
-/** An upstream stub that waits for a complete head on each connection and answers `response`. */
+/**
+ * An upstream stub that answers `response` to every complete request on each
+ * connection (keep-alive: the gateway pools upstream connections). Requests are
+ * framed by Content-Length or a chunked body's last chunk; an upgrade request
+ * is answered once and the connection then left to the test.
+ */
 export async function answeringUpstream(t: Teardown, response: string | ((head: string, socket: net.Socket) => void)) {
   return rawUpstream(t, (socket) => {
     let buf = '';
-    let answered = false;
+    let upgraded = false;
     socket.on('data', (chunk) => {
+      if (upgraded) return;
       buf += chunk.toString('latin1');
-      if (!answered && headEnd(buf) !== -1) {
-        answered = true;
+      for (;;) {
+        const end = headEnd(buf);
+        if (end === -1) return;
+        const head = buf.slice(0, end);
+        let total = end;
+        const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+        if (/\r\ntransfer-encoding:[^\r]*chunked/i.test(head)) {
+          const last = buf.indexOf('\r\n0\r\n\r\n', end - 2);
+          if (last === -1) return;
+          total = last + 7;
+        } else if (length) {
+          total = end + Number(length[1]);
+          if (buf.length < total) return;
+        }
+        buf = buf.slice(total);
+        if (/\r\nupgrade:/i.test(head)) upgraded = true;
         if (typeof response === 'string') socket.write(response);
-        else response(buf.slice(0, headEnd(buf)), socket);
+        else response(head, socket);
+        if (upgraded) return;
       }
     });
   });

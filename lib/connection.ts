@@ -328,16 +328,18 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     // Stop parsing: whatever follows a malformed message cannot be framed.
     this.#reader?.release();
     this.#reader = null;
-    if (this.exchange === null || this.#parsing === this.#queue[0]) {
-      // Nothing is being answered, or the request being proxied is itself broken.
+    const broken = this.#parsing;
+    this.#parsing = null;
+    // Requests read whole before the broken message are answered first.
+    if (broken !== null) this.#queue.pop();
+    if (this.#queue.length === 0) {
+      // The broken message is the one being proxied, or nothing is ahead of it.
       this.fail(err, this.exchange?.responseStarted ?? false);
       return;
     }
-    // A later pipelined request is bad: answer the ones before it first.
-    if (this.#parsing !== null) this.#queue.pop();
-    this.#parsing = null;
     this.#deferredError = err;
     this.socket.pause();
+    this.#next();
   }
 
   /** Starts the next queued request, if its head is here. */

@@ -205,12 +205,16 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     }
     this.#anyResponseByte = true;
     this.#lastActive = this.conn.wheel.now;
-    let consumed: number;
+    let consumed = chunk.length;
     try {
       consumed = this.#reader!.execute(chunk);
     } catch (err) {
-      this.#fail(err);
-      return;
+      // Garbage after a complete response only disqualifies the connection.
+      if (!this.#responseComplete) {
+        this.#fail(err);
+        return;
+      }
+      this.#unsolicited = true;
     }
     if (this.#switching) this.#startTunnel(consumed < chunk.length ? chunk.subarray(consumed) : null);
     else if (this.#responseComplete) this.#complete();
@@ -256,6 +260,10 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   onHead(head: ParsedHead): boolean {
+    if (this.#responseComplete) {
+      this.#unsolicited = true; // a response nobody asked for: never relayed
+      return true;
+    }
     const { request } = this;
     const status = head.statusCode;
     if (status === 101) {
@@ -293,7 +301,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   onBody(chunk: Buffer): void {
-    if (this.phase !== ExchangePhase.RelayingBody) return;
+    if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return;
     if (!this.#writeBody(this.conn.socket, chunk, this.#framing === 'chunked')) {
       this.#waitingOnDownstream = true;
       this.upstream!.pause();
@@ -301,7 +309,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   onMessageComplete(): void {
-    if (this.phase !== ExchangePhase.RelayingBody) return; // an interim 1xx, or the 101 itself
+    if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return; // an interim 1xx, the 101, or unsolicited
     this.#responseComplete = true;
   }
 

@@ -1,0 +1,194 @@
+// The proxies under test, each started fresh, pinned to CPU 0 when taskset
+// exists, relaying one route to one upstream port with one worker:
+//   direct       no proxy (the floor)
+//   wsgate       this project's CLI (on the Node binary given)
+//   nginx        stock nginx, WebSocket-ready config
+//   nginx-64k    the same with 64k proxy buffers
+//   haproxy      HAProxy in http mode
+//   node-naive   the smallest Node relay: net + pipe, no parsing
+// A peer whose program is missing is skipped with a note, never faked.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-node20', 'nginx', 'nginx-64k', 'haproxy', 'node-naive'] as const;
+export type PeerName = (typeof PEER_NAMES)[number];
+
+export interface RunningPeer {
+  readonly name: string;
+  /** Port clients connect to. */
+  readonly port: number;
+  /** Root pid whose process tree is measured; null for `direct`. */
+  readonly pid: number | null;
+  stop(): Promise<void>;
+}
+
+export interface PeerOptions {
+  upstreamPort: number;
+  /** Node binary for `wsgate` (the headline, Node 24 when available). */
+  node: string;
+  /** Node binary for `wsgate-node20` (the machine's Node). */
+  node20: string;
+  /** Extra arguments for wsgate's node (e.g. --max-semi-space-size=64). */
+  nodeFlags?: string[];
+}
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const CLI = join(ROOT, 'dist/lib/cli.js');
+const NAIVE = join(ROOT, 'dist/bench/lib/naive-relay.js');
+
+export const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0;
+
+export function which(cmd: string): string | null {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  if (r.status === 0 && r.stdout.trim()) return r.stdout.trim();
+  for (const dir of ['/usr/sbin', '/usr/local/sbin', '/sbin']) if (existsSync(join(dir, cmd))) return join(dir, cmd);
+  return null;
+}
+
+/** Runs `argv` pinned to `cpu` (when taskset exists). */
+export function pinned(cpu: number, argv: string[], options: { stdio?: 'ignore' | 'pipe' } = {}): ChildProcess {
+  const [cmd, ...args] = hasTaskset ? ['taskset', '-c', String(cpu), ...argv] : argv;
+  return spawn(cmd, args, { stdio: ['ignore', options.stdio ?? 'ignore', 'pipe'] });
+}
+
+export async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} did not open`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  };
+}
+
+/** Whether the peer can run here; a string says why not. */
+export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node'>): true | string {
+  if (name === 'nginx' || name === 'nginx-64k') return which('nginx') ? true : 'nginx not installed (scripts/install-peers.sh)';
+  if (name === 'haproxy') return which('haproxy') ? true : 'haproxy not installed (scripts/install-peers.sh)';
+  if (name === 'wsgate' && !existsSync(options.node)) return `node binary ${options.node} missing`;
+  return true;
+}
+
+function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean): string {
+  return `worker_processes 1;
+daemon off;
+master_process off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log error;
+worker_rlimit_nofile 20000;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
+  upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 32; }
+  server {
+    listen 127.0.0.1:${port} backlog=4096;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
+      proxy_set_header Host $host;
+      proxy_read_timeout 3600s;
+      proxy_send_timeout 3600s;
+${bigBuffers ? '      proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buffers_size 64k;\n' : ''}    }
+  }
+}
+`;
+}
+
+function haproxyConfig(port: number, upstreamPort: number): string {
+  return `global
+  maxconn 9000
+  nbthread 1
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+  option http-keep-alive
+frontend in
+  bind 127.0.0.1:${port}
+  default_backend out
+backend out
+  http-reuse always
+  server s1 127.0.0.1:${upstreamPort}
+`;
+}
+
+export async function startPeer(name: PeerName, options: PeerOptions): Promise<RunningPeer> {
+  if (name === 'direct') return { name, port: options.upstreamPort, pid: null, stop: async () => {} };
+  const port = await freePort();
+  let child: ChildProcess;
+  const route = `/=http://127.0.0.1:${options.upstreamPort}`;
+  switch (name) {
+    case 'wsgate':
+    case 'wsgate-node20': {
+      const node = name === 'wsgate' ? options.node : options.node20;
+      child = pinned(0, [node, ...(options.nodeFlags ?? []), CLI, '--listen', `127.0.0.1:${port}`, '--route', route, '--log-level', 'error']);
+      break;
+    }
+    case 'node-naive':
+      child = pinned(0, [options.node, NAIVE, String(port), String(options.upstreamPort)]);
+      break;
+    case 'nginx':
+    case 'nginx-64k': {
+      const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-nginx-'));
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k'));
+      child = pinned(0, [which('nginx')!, '-p', dir, '-c', join(dir, 'nginx.conf')]);
+      break;
+    }
+    case 'haproxy': {
+      const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-haproxy-'));
+      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort));
+      child = pinned(0, [which('haproxy')!, '-f', join(dir, 'haproxy.cfg'), '-db']);
+      break;
+    }
+  }
+  let stderr = '';
+  child.stderr?.on('data', (d) => (stderr += d));
+  try {
+    await waitForPort(port);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${name} did not start: ${stderr.slice(0, 500)}`, { cause: err });
+  }
+  return { name, port, pid: child.pid!, stop: stopper(child) };
+}

@@ -56,7 +56,7 @@ export interface GatewayConfig extends TimeoutDefaults {
   keepAliveTimeout?: number;
   /** Requests served on one client connection before it is closed (nginx `keepalive_requests`). Default 1000. */
   keepAliveRequests?: number;
-  /** Idle keep-alive connections kept per upstream address (nginx `keepalive`); 0 closes each after its request. Default 32. */
+  /** Idle keep-alive connections kept per upstream address (nginx `keepalive`); 0 closes each after its request. Default 256. */
   upstreamKeepAlive?: number;
   /** Close an idle upstream connection after this long. Default 60. */
   upstreamIdleTimeout?: number;
@@ -114,7 +114,7 @@ export const DEFAULTS = {
   maxHeaders: 100,
   keepAliveTimeout: 75,
   keepAliveRequests: 1000,
-  upstreamKeepAlive: 32,
+  upstreamKeepAlive: 256,
   upstreamIdleTimeout: 60,
   upstreamMaxRequests: 1000,
 } as const;

@@ -206,12 +206,21 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     this.#anyResponseByte = true;
     this.#lastActive = this.conn.wheel.now;
     let consumed = chunk.length;
+    // Whatever one upstream read yields for the client (head, body pieces,
+    // chunk framing) leaves in one writev, as nginx sends head and body together.
+    const downstream = this.conn.socket;
+    let failure: unknown = null;
+    downstream.cork();
     try {
       consumed = this.#reader!.execute(chunk);
     } catch (err) {
+      failure = err;
+    }
+    downstream.uncork();
+    if (failure !== null) {
       // Garbage after a complete response only disqualifies the connection.
       if (!this.#responseComplete) {
-        this.#fail(err);
+        this.#fail(failure);
         return;
       }
       this.#unsolicited = true;
@@ -311,6 +320,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   onMessageComplete(): void {
     if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return; // an interim 1xx, the 101, or unsolicited
     this.#responseComplete = true;
+    if (this.#framing === 'chunked') this.conn.socket.write(LAST_CHUNK);
   }
 
   // --- internals ---
@@ -355,7 +365,6 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   #complete(): void {
-    if (this.#framing === 'chunked') this.conn.socket.write(LAST_CHUNK);
     const upstream = this.upstream!;
     // Reuse only after a clean exchange: whole request sent, whole response
     // read, nothing extra, and the upstream did not ask to close (RFC 9112 §9.3).

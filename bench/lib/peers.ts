@@ -116,7 +116,7 @@ http {
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
-  upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 32; }
+  upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   server {
     listen 127.0.0.1:${port} backlog=4096;
     location / {

@@ -12,10 +12,11 @@ import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { hasWrk, measureHttp, startHttpUpstream, type HttpResult } from './http.js';
+import { measureMemory } from './http-memory.js';
 import { PEER_NAMES, hasTaskset, peerAvailable, type PeerName } from './lib/peers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCENARIOS = ['http'] as const;
+const SCENARIOS = ['http', 'http-memory'] as const;
 
 function defaultNode24(): string {
   for (const candidate of [
@@ -98,6 +99,14 @@ async function benchHttp(): Promise<void> {
   notes.push(`http: upstream ${upstream.kind}; wrk -t1 -c64 -d${seconds}s keep-alive GET`);
 }
 
+async function benchHttpMemory(): Promise<void> {
+  const size = args.quick ? 256 * 1024 * 1024 : 1024 * 1024 * 1024;
+  process.stderr.write(`http-memory: ${size / 1048576} MiB each way through wsgate\n`);
+  const r = await measureMemory(peerOptions, size);
+  results['http-memory'] = { wsgate: { ...r, runs: 1 } };
+  notes.push(`http-memory: ${size / 1048576} MiB download to a slow client and upload to a slow upstream; RSS growth of the wsgate process (goal < 64 MiB)`);
+}
+
 function fmt(v: number | null | undefined, digits = 1): string {
   return v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits);
 }
@@ -114,6 +123,12 @@ function table(): string {
       md += `| ${peer} | ${fmt(s.reqPerSec, 0)} | ${cpu} | ${ratio} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${s.runs} |\n`;
     }
   }
+  const mem = results['http-memory']?.wsgate;
+  if (mem) {
+    md += `\n### http-memory (slow peers, ${(mem.bytes ?? 0) / 1048576} MiB each way)\n\n| direction | RSS growth MiB | MB/s |\n| --- | ---: | ---: |\n`;
+    md += `| download to a slow client | ${fmt(mem.downloadGrowthMiB)} | ${fmt(mem.downloadMBps, 0)} |\n`;
+    md += `| upload to a slow upstream | ${fmt(mem.uploadGrowthMiB)} | ${fmt(mem.uploadMBps, 0)} |\n`;
+  }
   return md;
 }
 
@@ -121,6 +136,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const only = args.only;
   if (!only || only === 'http') await benchHttp();
+  if (!only || only === 'http-memory') await benchHttpMemory();
   const machine = {
     date: started.toISOString(),
     cpus: cpus().length,

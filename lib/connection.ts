@@ -16,7 +16,7 @@ import type { ResolvedConfig } from './config.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
 import { checkUpgradeRequest } from './handshake.js';
-import { HeadKind, HeadReader, countHeader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { BodyMode, HeadKind, HeadReader, countHeader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { asksForWebSocket } from './headers.js';
 import { normalizeTarget } from './normalize-path.js';
 import { errorResponse } from './responses.js';
@@ -210,13 +210,13 @@ export class Connection implements TimerOwner, HeadReaderHandler {
 
   // --- request parser callbacks ---
 
-  onHead(head: ParsedHead): boolean {
+  onHead(head: ParsedHead): BodyMode {
     const pending: PendingRequest = { head, body: [], complete: false, tail: null };
     this.#queue.push(pending);
     this.#parsing = pending;
     // A request waiting behind another: stop reading until its turn (bounded pipelining).
     if (this.#queue.length > 1) this.socket.pause();
-    return false;
+    return BodyMode.Parse;
   }
 
   onBody(chunk: Buffer): void {

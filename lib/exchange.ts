@@ -15,7 +15,7 @@ import type { Connection } from './connection.js';
 import { dialUpstream, connectError } from './dialer.js';
 import { WsgateError } from './errors.js';
 import { checkSwitchingProtocols } from './handshake.js';
-import { HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead, type DownstreamResponseOptions } from './headers.js';
 import type { RouteMatch } from './router.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
@@ -73,6 +73,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   /** The upstream sent something after its complete response: never reuse that connection. */
   #unsolicited = false;
   #responseComplete = false;
+  /**
+   * Content-Length body bytes still to relay as they come off the socket (no
+   * parser, no copy: `subarray`s of the upstream's own buffers); -1 when the
+   * body is parsed by llhttp instead (chunked, read-until-close).
+   */
+  #rawRemaining = -1;
   /** Any response byte came from the upstream (no retry after that). */
   #anyResponseByte = false;
   /** The socket came from the pool (it may have died while idle). */
@@ -205,6 +211,11 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     }
     this.#anyResponseByte = true;
     this.#lastActive = this.conn.wheel.now;
+    if (this.#rawRemaining > 0) {
+      this.#relayRaw(chunk);
+      if (this.#responseComplete) this.#complete();
+      return;
+    }
     let consumed = chunk.length;
     // Whatever one upstream read yields for the client (head, body pieces,
     // chunk framing) leaves in one writev, as nginx sends head and body together.
@@ -213,6 +224,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     downstream.cork();
     try {
       consumed = this.#reader!.execute(chunk);
+      if (this.#rawRemaining > 0 && consumed < chunk.length) this.#relayRaw(chunk.subarray(consumed));
     } catch (err) {
       failure = err;
     }
@@ -232,10 +244,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   upstreamEnded(): void {
     if (this.phase === ExchangePhase.Done) return;
     if (this.#mayRetry()) return;
-    try {
-      this.#reader?.finish(); // completes a read-until-close body, or throws
-    } catch {
-      // fall through: not a complete message
+    if (this.#rawRemaining < 0) {
+      try {
+        this.#reader?.finish(); // completes a read-until-close body, or throws
+      } catch {
+        // fall through: not a complete message
+      }
     }
     if (this.#responseComplete) {
       this.#complete();
@@ -268,10 +282,10 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     if (this.#responseComplete) this.#unsolicited = true;
   }
 
-  onHead(head: ParsedHead): boolean {
+  onHead(head: ParsedHead): BodyMode {
     if (this.#responseComplete) {
       this.#unsolicited = true; // a response nobody asked for: never relayed
-      return true;
+      return BodyMode.None;
     }
     const { request } = this;
     const status = head.statusCode;
@@ -281,12 +295,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
       const bad = checkSwitchingProtocols(request.head, head, this.conn.config.checkWebSocketAccept);
       if (bad) throw bad;
       this.#switching = true;
-      return false;
+      return BodyMode.Parse;
     }
     if (status < 200) {
       // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2); llhttp then reads the next head.
       if (request.head.versionMinor >= 1) this.conn.socket.write(buildInformationalHead(head), 'latin1');
-      return false;
+      return BodyMode.Parse;
     }
     const http10 = request.head.versionMinor === 0;
     const noBody = request.head.method === 'HEAD' || status === 204 || status === 304;
@@ -306,7 +320,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     this.phase = ExchangePhase.RelayingBody;
     this.responseStarted = true;
     this.conn.socket.write(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }), 'latin1');
-    return noBody;
+    if (noBody) return BodyMode.None;
+    if (framing === 'length' && contentLength > 0) {
+      this.#rawRemaining = contentLength;
+      return BodyMode.Raw;
+    }
+    return BodyMode.Parse;
   }
 
   onBody(chunk: Buffer): void {
@@ -318,12 +337,29 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   }
 
   onMessageComplete(): void {
-    if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return; // an interim 1xx, the 101, or unsolicited
+    // an interim 1xx, the 101, unsolicited, or a raw body (llhttp stopped at its head)
+    if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete || this.#rawRemaining >= 0) return;
     this.#responseComplete = true;
     if (this.#framing === 'chunked') this.conn.socket.write(LAST_CHUNK);
   }
 
   // --- internals ---
+
+  /** Relays Content-Length body bytes straight from the upstream's buffer. */
+  #relayRaw(bytes: Buffer): void {
+    const remaining = this.#rawRemaining;
+    let body = bytes;
+    if (bytes.length > remaining) {
+      body = bytes.subarray(0, remaining);
+      this.#unsolicited = true; // bytes past the declared length: never relayed
+    }
+    this.#rawRemaining = remaining - body.length;
+    if (this.#rawRemaining === 0) this.#responseComplete = true;
+    if (!this.conn.socket.write(body) && !this.#responseComplete) {
+      this.#waitingOnDownstream = true;
+      this.upstream!.pause();
+    }
+  }
 
   #dial(): void {
     this.phase = ExchangePhase.Dialing;

@@ -39,6 +39,14 @@ export const HeadKind = {
 } as const;
 export type HeadKind = (typeof HeadKind)[keyof typeof HeadKind];
 
+/** llhttp's on_headers_complete return values: 0 parse the body, 1 no body, 2 no body and pause as for an upgrade. */
+export const BodyMode = {
+  Parse: 0,
+  None: 1,
+  Raw: 2,
+} as const;
+export type BodyMode = (typeof BodyMode)[keyof typeof BodyMode];
+
 export interface ParsedHead {
   versionMajor: number;
   versionMinor: number;
@@ -60,8 +68,13 @@ export interface ParsedHead {
 export interface HeadReaderHandler {
   /** A new message starts (its first byte was read). */
   onMessageBegin?(): void;
-  /** The head is complete. Return true to tell llhttp the message has no body (a response to HEAD). */
-  onHead(head: ParsedHead): boolean;
+  /**
+   * The head is complete. Return what llhttp does next: `BodyMode.Parse` the
+   * body, `BodyMode.None` (the message has none: a response to HEAD), or
+   * `BodyMode.Raw`: stop right after the head (`execute` returns its end) and
+   * let the caller relay the body bytes itself.
+   */
+  onHead(head: ParsedHead): BodyMode;
   onBody(chunk: Buffer): void;
   onMessageComplete(trailers: string[]): void;
 }
@@ -92,7 +105,7 @@ function parserOnHeadersComplete(
 ): number {
   const reader = this[kReader];
   if (!reader) return 0;
-  return reader.onHeadersComplete(versionMajor, versionMinor, headers, method, url, statusCode, statusMessage, upgrade, shouldKeepAlive) ? 1 : 0;
+  return reader.onHeadersComplete(versionMajor, versionMinor, headers, method, url, statusCode, statusMessage, upgrade, shouldKeepAlive);
 }
 function parserOnBody(this: Owned, chunk: Buffer): void {
   this[kReader]?.handler.onBody(chunk);
@@ -187,7 +200,7 @@ export class HeadReader {
     statusMessage: string | undefined,
     upgrade: boolean,
     shouldKeepAlive: boolean,
-  ): boolean {
+  ): BodyMode {
     let rawHeaders = headers;
     if (rawHeaders === undefined) rawHeaders = this.#headers;
     else if (this.#headers.length > 0) rawHeaders = this.#headers.concat(rawHeaders);

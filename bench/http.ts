@@ -84,7 +84,7 @@ export const hasWrk = (): boolean => spawnSync('sh', ['-c', 'command -v wrk'], {
 export async function measureHttp(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: HttpUpstream, seconds: number): Promise<HttpResult> {
   const running = await startPeer(peer, { ...options, upstreamPort: upstream.port });
   try {
-    await runWrk(running.port, 1, 64); // warm-up: JIT, pools
+    await runWrk(running.port, 1, 64); // warm-up (wrk's shortest run): JIT, pools
     const pids = running.pid === null ? [] : processTree(running.pid);
     const before = cpuSeconds(pids);
     const result = await runWrk(running.port, seconds, 64);

@@ -1,9 +1,11 @@
-// npm run bench [-- --quick] [--only http] [--peers wsgate,nginx,...] [--json FILE] [--runs N] [--node PATH]
+// npm run bench [-- --quick] [--only SCENARIO] [--peers wsgate,nginx,...] [--json FILE] [--runs N] [--node PATH]
 //
 // Runs each scenario against each peer, interleaved (peer order rotates every
-// run) and repeated; reports medians with their spread, and ratios to stock
-// nginx. The headline wsgate runs on Node 24 (`--node`, else the binary
-// scripts/install-peers.sh put in .bench/node24), wsgate-node20 on this Node.
+// run) and repeated; reports medians with the spread of the main figure, and
+// ratios to stock nginx. The headline wsgate runs on Node 24 (`--node`, else
+// the binary scripts/install-peers.sh put in .bench/node24), wsgate-node20 on
+// this Node. Writes a markdown table to stdout and bench/results/latest.md,
+// an SVG bar chart per scenario into bench/results/, and JSON with --json.
 
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -11,12 +13,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { hasWrk, measureHttp, startHttpUpstream, type HttpResult } from './http.js';
+import { hasWrk, measureHttp, startHttpUpstream } from './http.js';
 import { measureMemory } from './http-memory.js';
+import { barChart } from './lib/chart.js';
 import { PEER_NAMES, hasTaskset, peerAvailable, type PeerName } from './lib/peers.js';
+import { measureClosed, measureHandshake, measureIdle, measureLatency, startWsEcho } from './ws.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCENARIOS = ['http', 'http-memory'] as const;
 
 function defaultNode24(): string {
   for (const candidate of [
@@ -28,115 +31,224 @@ function defaultNode24(): string {
   return process.execPath;
 }
 
+type Figures = Record<string, number | null>;
+
+interface Scenario {
+  name: string;
+  /** What the table's main column is and how it reads. */
+  main: string;
+  mainLabel: string;
+  columns: Array<[field: string, label: string, digits: number]>;
+  start(): Promise<{ stop(): Promise<void>; measure(peer: PeerName): Promise<Figures> }>;
+  peers?: PeerName[];
+  runs?: number;
+  note: string;
+}
+
 const args = yargs(hideBin(process.argv))
-  .option('quick', { type: 'boolean', default: false, describe: 'smoke run: short, one repetition' })
-  .option('only', { type: 'string', choices: SCENARIOS as unknown as string[], describe: 'run one scenario' })
-  .option('peers', { type: 'string', default: PEER_NAMES.join(','), describe: 'comma-separated peers' })
+  .option('quick', { type: 'boolean', default: false, describe: 'smoke run: short, one repetition (< 60 s)' })
+  .option('only', { type: 'string', describe: 'run one scenario' })
+  .option('peers', { type: 'string', describe: `comma-separated peers (default all: ${PEER_NAMES.join(',')}; quick: direct,wsgate,nginx)` })
   .option('json', { type: 'string', describe: 'write results as JSON to FILE' })
   .option('runs', { type: 'number', describe: 'repetitions per scenario (default 3, quick 1)' })
-  .option('seconds', { type: 'number', describe: 'measured seconds per run (default 10, quick 3)' })
+  .option('seconds', { type: 'number', describe: 'measured seconds per run (default 8, quick 1)' })
   .option('node', { type: 'string', default: defaultNode24(), describe: 'Node binary for the wsgate peer (Node 24 headline)' })
   .strict()
   .parseSync();
 
-const runs = args.runs ?? (args.quick ? 1 : 3);
-const seconds = args.seconds ?? (args.quick ? 3 : 10);
-const peers = args.peers.split(',').map((p) => p.trim()).filter(Boolean) as PeerName[];
+const quick = args.quick;
+const runs = args.runs ?? (quick ? 1 : 3);
+const seconds = args.seconds ?? (quick ? 1 : 8);
+export const WARMUP_SECONDS = quick ? 0.5 : 1;
+const peers = (args.peers ?? (quick ? 'direct,wsgate,nginx' : PEER_NAMES.join(','))).split(',').map((p) => p.trim()).filter(Boolean) as PeerName[];
 for (const p of peers) if (!PEER_NAMES.includes(p)) throw new Error(`unknown peer ${p}; known: ${PEER_NAMES.join(', ')}`);
 const peerOptions = { node: args.node, node20: process.execPath };
+
+function wsClosed(name: string, connections: number, inFlight: number, size: number, note: string, main: 'cpuUsPerMsg' | 'cpuSPerGB'): Scenario {
+  return {
+    name,
+    main,
+    mainLabel: main === 'cpuUsPerMsg' ? 'CPU µs/msg' : 'CPU s/GB',
+    columns: [
+      ['msgsPerSec', 'msgs/s', 0],
+      ['mbPerSec', 'MB/s', 1],
+      ['p50Ms', 'p50 ms', 2],
+      ['p99Ms', 'p99 ms', 2],
+    ],
+    note,
+    async start() {
+      const upstream = await startWsEcho();
+      return { stop: upstream.stop, measure: (peer) => measureClosed(peer, peerOptions, upstream, { connections, inFlight, size, seconds, warmupSeconds: WARMUP_SECONDS }) };
+    },
+  };
+}
+
+const SCENARIOS: Scenario[] = [
+  wsClosed('small', 100, 1, 64, '64 B messages, 100 connections, ping-pong (one in flight each)', 'cpuUsPerMsg'),
+  wsClosed('medium', 100, 1, 4096, '4 KiB messages, 100 connections, ping-pong', 'cpuUsPerMsg'),
+  wsClosed('bulk', 10, 8, 65536, '64 KiB messages, 10 connections, 8 in flight each; GB counts payload both ways', 'cpuSPerGB'),
+  {
+    name: 'handshake',
+    main: 'cpuUsPerHandshake',
+    mainLabel: 'CPU µs/handshake',
+    columns: [
+      ['handshakesPerSec', 'handshakes/s', 0],
+      ['failures', 'failures', 0],
+    ],
+    note: '20 concurrent loops of connect, upgrade, one 16 B echo, close',
+    async start() {
+      const upstream = await startWsEcho();
+      return { stop: upstream.stop, measure: (peer) => measureHandshake(peer, peerOptions, upstream, seconds, WARMUP_SECONDS) };
+    },
+  },
+  {
+    name: 'latency',
+    main: 'p99Ms',
+    mainLabel: 'p99 ms',
+    columns: [
+      ['p50Ms', 'p50 ms', 3],
+      ['p999Ms', 'p99.9 ms', 3],
+      ['msgsPerSec', 'msgs/s', 0],
+    ],
+    note: `open loop, ${quick ? 2000 : 5000} msg/s of 64 B over 50 connections, latency from the intended send time`,
+    async start() {
+      const upstream = await startWsEcho();
+      return { stop: upstream.stop, measure: (peer) => measureLatency(peer, peerOptions, upstream, quick ? 2000 : 5000, Math.max(seconds, 2), WARMUP_SECONDS) };
+    },
+  },
+  {
+    name: 'idle',
+    main: 'kbPerTunnel',
+    mainLabel: 'KB/tunnel',
+    columns: [
+      ['idleCpuPctPer1k', 'idle CPU %/1k tunnels', 3],
+      ['open', 'tunnels', 0],
+    ],
+    note: `${quick ? 1000 : 9000} idle tunnels on a fresh process; RSS growth per tunnel, CPU over 3 s idle`,
+    runs: 1,
+    peers: peers.filter((p) => p !== 'direct'),
+    async start() {
+      const upstream = await startWsEcho();
+      return { stop: upstream.stop, measure: (peer) => measureIdle(peer, peerOptions, upstream, quick ? 1000 : 9000) };
+    },
+  },
+  {
+    name: 'http',
+    main: 'cpuUsPerReq',
+    mainLabel: 'CPU µs/req',
+    columns: [
+      ['reqPerSec', 'req/s', 0],
+      ['p50Ms', 'p50 ms', 2],
+      ['p99Ms', 'p99 ms', 2],
+    ],
+    note: `wrk -t1 -c64 -d${seconds}s keep-alive GETs to an nginx \`return 200\` origin`,
+    async start() {
+      if (!hasWrk()) throw new Error('wrk not installed (scripts/install-peers.sh)');
+      const upstream = await startHttpUpstream();
+      return { stop: upstream.stop, measure: (peer) => measureHttp(peer, peerOptions, upstream, seconds) as unknown as Promise<Figures> };
+    },
+  },
+  {
+    name: 'http-memory',
+    main: 'downloadGrowthMiB',
+    mainLabel: 'download RSS growth MiB',
+    columns: [
+      ['uploadGrowthMiB', 'upload RSS growth MiB', 1],
+      ['downloadMBps', 'download MB/s', 0],
+      ['uploadMBps', 'upload MB/s', 0],
+    ],
+    note: `${quick ? 128 : 1024} MiB downloaded by a slow client and uploaded to a slow upstream through wsgate (goal: growth < 64 MiB)`,
+    runs: 1,
+    peers: ['wsgate', 'wsgate-node20'],
+    async start() {
+      const size = (quick ? 128 : 1024) * 1024 * 1024;
+      return {
+        stop: async () => {},
+        measure: (peer) => measureMemory({ ...peerOptions, node: peer === 'wsgate' ? peerOptions.node : peerOptions.node20 }, size) as unknown as Promise<Figures>,
+      };
+    },
+  },
+];
 
 function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
-function spread(values: number[]): number {
-  if (values.length < 2) return 0;
-  const m = median(values);
-  return m === 0 ? 0 : (Math.max(...values) - Math.min(...values)) / m;
-}
 
-type Summary = Record<string, number | null>;
-const results: Record<string, Record<string, Summary>> = {};
+const results: Record<string, Record<string, Figures>> = {};
 const notes: string[] = [];
 
-async function benchHttp(): Promise<void> {
-  if (!hasWrk()) {
-    notes.push('http: skipped, wrk not installed (scripts/install-peers.sh)');
+async function runScenario(scenario: Scenario): Promise<void> {
+  const list = (scenario.peers ?? peers).filter((p) => peers.includes(p));
+  const available = list.filter((peer) => {
+    const ok = peerAvailable(peer, peerOptions);
+    if (ok !== true) notes.push(`${scenario.name}: ${peer} skipped: ${ok}`);
+    return ok === true;
+  });
+  let env;
+  try {
+    env = await scenario.start();
+  } catch (err) {
+    notes.push(`${scenario.name}: skipped: ${(err as Error).message}`);
     return;
   }
-  const upstream = await startHttpUpstream();
-  const samples = new Map<string, HttpResult[]>();
+  const samples = new Map<string, Figures[]>();
+  const n = scenario.runs ?? runs;
   try {
-    for (let run = 0; run < runs; run++) {
-      const order = peers.slice(run % peers.length).concat(peers.slice(0, run % peers.length));
+    for (let run = 0; run < n; run++) {
+      const order = available.slice(run % available.length).concat(available.slice(0, run % available.length));
       for (const peer of order) {
-        const available = peerAvailable(peer, peerOptions);
-        if (available !== true) {
-          if (run === 0) notes.push(`http: ${peer} skipped: ${available}`);
-          continue;
+        process.stderr.write(`${scenario.name} run ${run + 1}/${n}: ${peer}\n`);
+        try {
+          samples.set(peer, [...(samples.get(peer) ?? []), await env.measure(peer)]);
+        } catch (err) {
+          notes.push(`${scenario.name}: ${peer} run ${run + 1} failed: ${(err as Error).message.slice(0, 200)}`);
         }
-        process.stderr.write(`http run ${run + 1}/${runs}: ${peer}\n`);
-        const r = await measureHttp(peer, peerOptions, upstream, seconds);
-        samples.set(peer, [...(samples.get(peer) ?? []), r]);
       }
     }
   } finally {
-    await upstream.stop();
+    await env.stop();
   }
-  const out: Record<string, Summary> = {};
+  const out: Record<string, Figures> = {};
   for (const [peer, list] of samples) {
-    const cpu = list.map((r) => r.cpuUsPerReq).filter((v): v is number => v !== null);
-    out[peer] = {
-      reqPerSec: median(list.map((r) => r.reqPerSec)),
-      cpuUsPerReq: cpu.length ? median(cpu) : null,
-      cpuSpread: cpu.length ? spread(cpu) : null,
-      p50Ms: median(list.map((r) => r.p50Ms)),
-      p99Ms: median(list.map((r) => r.p99Ms)),
-      runs: list.length,
-    };
+    const figures: Figures = {};
+    for (const key of Object.keys(list[0])) {
+      const values = list.map((f) => f[key]).filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+      figures[key] = values.length ? median(values) : null;
+    }
+    const main = list.map((f) => f[scenario.main]).filter((v): v is number => typeof v === 'number');
+    figures.spread = main.length > 1 ? (Math.max(...main) - Math.min(...main)) / median(main) : 0;
+    figures.runs = list.length;
+    out[peer] = figures;
   }
-  results.http = out;
-  notes.push(`http: upstream ${upstream.kind}; wrk -t1 -c64 -d${seconds}s keep-alive GET`);
-}
-
-async function benchHttpMemory(): Promise<void> {
-  const size = args.quick ? 256 * 1024 * 1024 : 1024 * 1024 * 1024;
-  process.stderr.write(`http-memory: ${size / 1048576} MiB each way through wsgate\n`);
-  const r = await measureMemory(peerOptions, size);
-  results['http-memory'] = { wsgate: { ...r, runs: 1 } };
-  notes.push(`http-memory: ${size / 1048576} MiB download to a slow client and upload to a slow upstream; RSS growth of the wsgate process (goal < 64 MiB)`);
+  results[scenario.name] = out;
+  notes.push(`${scenario.name}: ${scenario.note}`);
 }
 
 function fmt(v: number | null | undefined, digits = 1): string {
   return v === null || v === undefined || Number.isNaN(v) ? '-' : v.toFixed(digits);
 }
 
-function table(): string {
-  let md = '';
-  const http = results.http;
-  if (http) {
-    const base = http.nginx?.cpuUsPerReq ?? null;
-    md += '### http (keep-alive GET through each proxy)\n\n| peer | req/s | CPU µs/req (spread) | × nginx | p50 ms | p99 ms | runs |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n';
-    for (const [peer, s] of Object.entries(http)) {
-      const ratio = base && s.cpuUsPerReq ? (s.cpuUsPerReq / base).toFixed(2) : '-';
-      const cpu = s.cpuUsPerReq === null ? '-' : `${fmt(s.cpuUsPerReq)} (±${fmt((s.cpuSpread ?? 0) * 50, 0)}%)`;
-      md += `| ${peer} | ${fmt(s.reqPerSec, 0)} | ${cpu} | ${ratio} | ${fmt(s.p50Ms, 2)} | ${fmt(s.p99Ms, 2)} | ${s.runs} |\n`;
-    }
+function table(scenario: Scenario): string {
+  const rows = results[scenario.name];
+  if (!rows) return '';
+  const base = rows.nginx?.[scenario.main] ?? null;
+  let md = `### ${scenario.name}: ${scenario.note}\n\n| peer | ${scenario.mainLabel} (spread) | × nginx | ${scenario.columns.map((c) => c[1]).join(' | ')} | runs |\n`;
+  md += `| --- | ---: | ---: | ${scenario.columns.map(() => '---:').join(' | ')} | ---: |\n`;
+  for (const [peer, f] of Object.entries(rows)) {
+    const main = f[scenario.main];
+    const ratio = base && main !== null ? (main / base).toFixed(2) : '-';
+    const mainText = main === null ? '-' : `${fmt(main, main < 10 ? 2 : 1)} (±${fmt(((f.spread ?? 0) * 100) / 2, 0)}%)`;
+    md += `| ${peer} | ${mainText} | ${ratio} | ${scenario.columns.map(([k, , d]) => fmt(f[k], d)).join(' | ')} | ${f.runs} |\n`;
   }
-  const mem = results['http-memory']?.wsgate;
-  if (mem) {
-    md += `\n### http-memory (slow peers, ${(mem.bytes ?? 0) / 1048576} MiB each way)\n\n| direction | RSS growth MiB | MB/s |\n| --- | ---: | ---: |\n`;
-    md += `| download to a slow client | ${fmt(mem.downloadGrowthMiB)} | ${fmt(mem.downloadMBps, 0)} |\n`;
-    md += `| upload to a slow upstream | ${fmt(mem.uploadGrowthMiB)} | ${fmt(mem.uploadMBps, 0)} |\n`;
-  }
-  return md;
+  return md + '\n';
 }
 
 async function main(): Promise<void> {
   const started = new Date();
-  const only = args.only;
-  if (!only || only === 'http') await benchHttp();
-  if (!only || only === 'http-memory') await benchHttpMemory();
+  const chosen = args.only ? SCENARIOS.filter((s) => s.name === args.only) : SCENARIOS;
+  if (chosen.length === 0) throw new Error(`unknown scenario ${args.only}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+  for (const scenario of chosen) await runScenario(scenario);
   const machine = {
     date: started.toISOString(),
     cpus: cpus().length,
@@ -146,13 +258,21 @@ async function main(): Promise<void> {
     taskset: hasTaskset,
     command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
   };
-  const md = table();
-  process.stdout.write(`\n${md}\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
-  if (args.json) {
-    writeFileSync(args.json, JSON.stringify({ machine, scenarios: results, notes }, null, 2));
+  const md = chosen.map(table).join('');
+  const text = `${md}${notes.map((n) => `- ${n}`).join('\n')}\n`;
+  process.stdout.write(`\n${text}`);
+  const dir = join(ROOT, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'latest.md'), `\`${machine.command}\` on ${machine.date}, ${machine.cpus} × ${machine.cpuModel}, bench node ${machine.node}, wsgate node ${machine.wsgateNode}\n\n${text}`);
+  for (const scenario of chosen) {
+    const rows = results[scenario.name];
+    if (!rows) continue;
+    const bars = Object.entries(rows)
+      .filter(([, f]) => typeof f[scenario.main] === 'number')
+      .map(([peer, f]) => ({ label: peer, value: f[scenario.main] as number }));
+    writeFileSync(join(dir, `${scenario.name}.svg`), barChart(`${scenario.name}: ${scenario.mainLabel} (lower is better)`, bars));
   }
-  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-  writeFileSync(join(ROOT, 'bench/results/latest.md'), `${JSON.stringify(machine)}\n\n${md}\n${notes.map((n) => `- ${n}`).join('\n')}\n`);
+  if (args.json) writeFileSync(args.json, JSON.stringify({ machine, scenarios: results, notes }, null, 2));
 }
 
 main().catch((err) => {

@@ -1,0 +1,146 @@
+// The WebSocket scenarios: the raw echo upstream and the load generator run
+// pinned to CPU 1, the proxy under test to CPU 0, and the proxy's own CPU time
+// is read from /proc over exactly the generator's measured window.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { cpuSeconds, processTree, rssKiB } from './lib/proc.js';
+import { freePort, hasTaskset, startPeer, waitForPort, type PeerName, type PeerOptions, type RunningPeer } from './lib/peers.js';
+
+const IDLE_WINDOW_MS = 3000;
+const DIST_BENCH = fileURLToPath(new URL('./lib/', import.meta.url));
+
+export interface WsUpstream {
+  port: number;
+  stop(): Promise<void>;
+}
+
+function pinnedNode(cpu: number, script: string, args: string[]): ChildProcess {
+  const argv = [process.execPath, join(DIST_BENCH, script), ...args];
+  const [cmd, ...rest] = hasTaskset ? ['taskset', '-c', String(cpu), ...argv] : argv;
+  return spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function startWsEcho(): Promise<WsUpstream> {
+  const port = await freePort();
+  const child = pinnedNode(1, 'ws-echo-server.js', [String(port)]);
+  await waitForPort(port);
+  return { port, stop: () => stopChild(child) };
+}
+
+/** Runs the generator; calls `onGo` when its measured window opens; resolves with its JSON. */
+function runLoad(mode: string, port: number, options: object, onGo: () => void): { child: ChildProcess; result: Promise<Record<string, number>> } {
+  const child = pinnedNode(1, 'ws-load.js', [mode, String(port), JSON.stringify(options)]);
+  let buffer = '';
+  const result = new Promise<Record<string, number>>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      buffer += d;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) !== -1) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        if (line === 'go') onGo();
+        else if (line.startsWith('{')) resolve(JSON.parse(line));
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`ws-load ${mode} exited ${code} without a result`)));
+  });
+  return { child, result };
+}
+
+export interface ClosedLoopSpec {
+  connections: number;
+  inFlight: number;
+  size: number;
+  seconds: number;
+  warmupSeconds: number;
+}
+
+async function withPeer<T>(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, fn: (p: RunningPeer) => Promise<T>): Promise<T> {
+  const running = await startPeer(peer, { ...options, upstreamPort: upstream.port });
+  try {
+    return await fn(running);
+  } finally {
+    await running.stop();
+  }
+}
+
+/** Closed-loop echo: CPU µs per message, CPU s per GB, msgs/s, MB/s, latency. */
+export async function measureClosed(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, spec: ClosedLoopSpec) {
+  return withPeer(peer, options, upstream, async (running) => {
+    const pids = running.pid === null ? [] : processTree(running.pid);
+    let before = 0;
+    const load = runLoad('closed', running.port, spec, () => (before = cpuSeconds(pids)));
+    const r = await load.result;
+    const cpu = cpuSeconds(pids) - before;
+    const gb = (r.messages * spec.size * 2) / 1e9; // payload through the proxy, both directions
+    return {
+      msgsPerSec: r.msgsPerSec,
+      mbPerSec: r.mbPerSec,
+      cpuUsPerMsg: running.pid === null ? null : (cpu * 1e6) / r.messages,
+      cpuSPerGB: running.pid === null ? null : cpu / gb,
+      p50Ms: r.p50Ms,
+      p99Ms: r.p99Ms,
+      p999Ms: r.p999Ms,
+    };
+  });
+}
+
+export async function measureHandshake(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, seconds: number, warmupSeconds: number) {
+  return withPeer(peer, options, upstream, async (running) => {
+    const pids = running.pid === null ? [] : processTree(running.pid);
+    let before = 0;
+    const load = runLoad('handshake', running.port, { connections: 20, seconds, warmupSeconds }, () => (before = cpuSeconds(pids)));
+    const r = await load.result;
+    const cpu = cpuSeconds(pids) - before;
+    return {
+      handshakesPerSec: r.handshakesPerSec,
+      cpuUsPerHandshake: running.pid === null ? null : (cpu * 1e6) / r.handshakes,
+      failures: r.failures,
+    };
+  });
+}
+
+/** Open loop at a fixed rate: latency percentiles from the intended send times. */
+export async function measureLatency(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, rate: number, seconds: number, warmupSeconds: number) {
+  return withPeer(peer, options, upstream, async (running) => {
+    const load = runLoad('open', running.port, { connections: 50, rate, size: 64, seconds, warmupSeconds }, () => {});
+    const r = await load.result;
+    return { msgsPerSec: r.msgsPerSec, p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms };
+  });
+}
+
+/** Idle tunnels on a fresh process: RSS KB per tunnel, and CPU while idle. */
+export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number) {
+  return withPeer(peer, options, upstream, async (running) => {
+    if (running.pid === null) return { kbPerTunnel: null, idleCpuPctPer1k: null, open: 0 };
+    const pids = processTree(running.pid);
+    await new Promise((r) => setTimeout(r, 300));
+    const base = rssKiB(pids);
+    let opened: () => void = () => {};
+    const ready = new Promise<void>((r) => (opened = r));
+    const load = runLoad('idle', running.port, { connections: tunnels }, () => opened());
+    const r = await Promise.race([load.result, ready.then(() => load.result)]);
+    await new Promise((res) => setTimeout(res, 1000)); // let allocations settle
+    const after = rssKiB(pids);
+    const cpu0 = cpuSeconds(pids);
+    await new Promise((res) => setTimeout(res, IDLE_WINDOW_MS));
+    const idleCpu = cpuSeconds(pids) - cpu0;
+    await stopChild(load.child);
+    return {
+      kbPerTunnel: (after - base) / r.open,
+      idleCpuPctPer1k: ((idleCpu / (IDLE_WINDOW_MS / 1000)) * 100 * 1000) / r.open,
+      open: r.open,
+    };
+  });
+}

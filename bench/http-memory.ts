@@ -6,7 +6,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import { rssKiB } from './lib/proc.js';
+import { cpuSeconds, rssKiB } from './lib/proc.js';
 import { startPeer, type PeerOptions } from './lib/peers.js';
 
 export interface MemoryResult {
@@ -14,6 +14,9 @@ export interface MemoryResult {
   uploadGrowthMiB: number;
   downloadMBps: number;
   uploadMBps: number;
+  /** Proxy CPU seconds per GB moved, download and upload. */
+  downloadCpuSPerGB: number;
+  uploadCpuSPerGB: number;
   bytes: number;
 }
 
@@ -72,8 +75,10 @@ export async function measureMemory(options: Omit<PeerOptions, 'upstreamPort'>, 
     client.on('data', (c: Buffer) => (got += c.length));
     const stop = slowly(client);
     let started = Date.now();
+    let cpu0 = cpuSeconds([pid]);
     const downloadGrowthMiB = await sampleGrowth(pid, base, once(client, 'end'));
     const downloadMBps = got / 1e6 / ((Date.now() - started) / 1000);
+    const downloadCpuSPerGB = (cpuSeconds([pid]) - cpu0) / (size / 1e9);
     stop();
     client.destroy();
     if (got < size) throw new Error(`download incomplete: ${got} of ${size}`);
@@ -86,15 +91,17 @@ export async function measureMemory(options: Omit<PeerOptions, 'upstreamPort'>, 
     up.on('data', (c) => (answer += c));
     const ended = once(up, 'end');
     started = Date.now();
+    cpu0 = cpuSeconds([pid]);
     const writer = (async () => {
       up.write(`POST /big HTTP/1.1\r\nHost: bench\r\nContent-Length: ${size}\r\nConnection: close\r\n\r\n`);
       for (const chunk of pattern(size)) if (!up.write(chunk)) await once(up, 'drain');
     })();
     const uploadGrowthMiB = await sampleGrowth(pid, base2, Promise.all([ended, writer]));
     const uploadMBps = size / 1e6 / ((Date.now() - started) / 1000);
+    const uploadCpuSPerGB = (cpuSeconds([pid]) - cpu0) / (size / 1e9);
     up.destroy();
     if (!answer.endsWith(String(size))) throw new Error(`upload incomplete: ${answer.slice(-40)}`);
-    return { downloadGrowthMiB, uploadGrowthMiB, downloadMBps, uploadMBps, bytes: size };
+    return { downloadGrowthMiB, uploadGrowthMiB, downloadMBps, uploadMBps, downloadCpuSPerGB, uploadCpuSPerGB, bytes: size };
   } finally {
     await peer.stop();
     origin.closeAllConnections();

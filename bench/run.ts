@@ -53,6 +53,8 @@ const args = yargs(hideBin(process.argv))
   .option('runs', { type: 'number', describe: 'repetitions per scenario (default 3, quick 1)' })
   .option('seconds', { type: 'number', describe: 'measured seconds per run (default 8, quick 1)' })
   .option('node', { type: 'string', default: defaultNode24(), describe: 'Node binary for the wsgate peer (Node 24 headline)' })
+  .option('cli', { type: 'string', describe: 'wsgate CLI to measure instead of dist/lib/cli.js (A/B against another build)' })
+  .option('node-flags', { type: 'string', describe: 'extra flags for the wsgate node, space-separated (e.g. --max-semi-space-size=32)' })
   .strict()
   .parseSync();
 
@@ -62,7 +64,7 @@ const seconds = args.seconds ?? (quick ? 1 : 8);
 export const WARMUP_SECONDS = quick ? 0.5 : 1;
 const peers = (args.peers ?? (quick ? 'direct,wsgate,nginx' : PEER_NAMES.join(','))).split(',').map((p) => p.trim()).filter(Boolean) as PeerName[];
 for (const p of peers) if (!PEER_NAMES.includes(p)) throw new Error(`unknown peer ${p}; known: ${PEER_NAMES.join(', ')}`);
-const peerOptions = { node: args.node, node20: process.execPath };
+const peerOptions = { node: args.node, node20: process.execPath, cli: args.cli, nodeFlags: args.nodeFlags ? args.nodeFlags.split(' ') : undefined };
 
 function wsClosed(name: string, connections: number, inFlight: number, size: number, note: string, main: 'cpuUsPerMsg' | 'cpuSPerGB'): Scenario {
   return {
@@ -123,6 +125,7 @@ const SCENARIOS: Scenario[] = [
     columns: [
       ['idleCpuPctPer1k', 'idle CPU %/1k tunnels', 3],
       ['open', 'tunnels', 0],
+      ['failed', 'failed to open', 0],
     ],
     note: `${quick ? 1000 : 9000} idle tunnels on a fresh process; RSS growth per tunnel, CPU over 3 s idle`,
     runs: 1,
@@ -156,6 +159,8 @@ const SCENARIOS: Scenario[] = [
       ['uploadGrowthMiB', 'upload RSS growth MiB', 1],
       ['downloadMBps', 'download MB/s', 0],
       ['uploadMBps', 'upload MB/s', 0],
+      ['downloadCpuSPerGB', 'download CPU s/GB', 2],
+      ['uploadCpuSPerGB', 'upload CPU s/GB', 2],
     ],
     note: `${quick ? 128 : 1024} MiB downloaded by a slow client and uploaded to a slow upstream through wsgate (goal: growth < 64 MiB)`,
     runs: 1,

@@ -53,7 +53,8 @@ function runLoad(mode: string, port: number, options: object, onGo: () => void):
         else if (line.startsWith('{')) resolve(JSON.parse(line));
       }
     });
-    child.once('exit', (code) => reject(new Error(`ws-load ${mode} exited ${code} without a result`)));
+    // 'close', not 'exit': stdout may still hold the result line when the process exits
+    child.once('close', (code) => reject(new Error(`ws-load ${mode} exited ${code} without a result`)));
   });
   return { child, result };
 }
@@ -123,7 +124,7 @@ export async function measureLatency(peer: PeerName, options: Omit<PeerOptions, 
 /** Idle tunnels on a fresh process: RSS KB per tunnel, and CPU while idle. */
 export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number) {
   return withPeer(peer, options, upstream, async (running) => {
-    if (running.pid === null) return { kbPerTunnel: null, idleCpuPctPer1k: null, open: 0 };
+    if (running.pid === null) return { kbPerTunnel: null, idleCpuPctPer1k: null, open: 0, failed: 0 };
     const pids = processTree(running.pid);
     await new Promise((r) => setTimeout(r, 300));
     const base = rssKiB(pids);
@@ -141,6 +142,7 @@ export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'up
       kbPerTunnel: (after - base) / r.open,
       idleCpuPctPer1k: ((idleCpu / (IDLE_WINDOW_MS / 1000)) * 100 * 1000) / r.open,
       open: r.open,
+      failed: r.failures,
     };
   });
 }

@@ -72,7 +72,7 @@ export interface ResolvedLocation {
   readonly exact: boolean;
   /** The matched path (prefix or exact). */
   readonly path: string;
-  readonly upstream: { readonly host: string; readonly port: number; readonly path: string | null; readonly url: string };
+  readonly upstream: { readonly host: string; readonly port: number; readonly path: string | null; readonly url: string; /** `host:port`: the pool key. */ readonly key: string };
   readonly websocket: boolean;
   readonly readTimeoutMs: number;
   readonly sendTimeoutMs: number;
@@ -174,7 +174,7 @@ function parseUpstream(url: unknown, field: string): ResolvedLocation['upstream'
   if (port < 1 || port > 65535) fail(field, `port out of range: ${port}`);
   let host = m[2];
   if (host.startsWith('[')) host = host.slice(1, -1);
-  return { host, port, path: m[4] ?? null, url };
+  return { host, port, path: m[4] ?? null, url, key: `${host}:${port}` };
 }
 
 function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: string): ResolvedLocation {

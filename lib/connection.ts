@@ -16,8 +16,8 @@ import type { ResolvedConfig } from './config.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
 import { checkUpgradeRequest } from './handshake.js';
-import { BodyMode, HeadKind, HeadReader, countHeader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
-import { asksForWebSocket } from './headers.js';
+import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { asksForWebSocket, scanRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize-path.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
@@ -117,6 +117,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#reader?.release();
     this.#reader = null;
     this.#listen();
+    this.socket.pause(); // what follows the upgrade head waits for the 101
     this.#queue.push({ head, body: [], complete: true, tail: rest.length > 0 ? [rest] : [] });
     this.#next();
   }
@@ -152,9 +153,11 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     const last = this.#queue[this.#queue.length - 1];
     if (last?.head.upgrade && last.tail === null) {
       // llhttp stopped at the end of an upgrade head: what follows is not HTTP.
+      // Hold it (bounded: reading pauses) until the 101 or the refusal.
       last.tail = consumed < chunk.length ? [chunk.subarray(consumed)] : [];
       reader.release();
       this.#reader = null;
+      this.socket.pause();
     }
     if (this.exchange === null) this.#next();
   }
@@ -248,6 +251,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     const current = this.#queue[0];
     return (
       current !== undefined &&
+      // after an upgrade head the bytes that follow are not parsed HTTP: no next request
+      current.tail === null &&
       current.complete &&
       current.head.shouldKeepAlive &&
       !this.#clientEnded &&
@@ -360,13 +365,14 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   /** Validates and routes one request, then starts its exchange. */
   #dispatch(pending: PendingRequest): void {
     const head = pending.head;
-    const hostCount = countHeader(head.rawHeaders, 'host');
+    const info = scanRequestHeaders(head.rawHeaders);
+    const hostCount = info.hostCount;
     // RFC 9112 §3.2: a 1.1 request has exactly one Host; none or several is a 400.
     if (hostCount > 1 || (hostCount === 0 && head.versionMinor >= 1)) {
       this.fail(new WsgateError('WSG_ERR_MISSING_HOST', `${hostCount} Host fields`));
       return;
     }
-    let clientHost = hostCount === 1 ? findHeader(head.rawHeaders, 'host')!.trim() : null;
+    let clientHost = hostCount === 1 ? info.host!.trim() : null;
     let target = head.url;
     const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
     if (absolute) {
@@ -385,7 +391,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
       return;
     }
 
-    let webSocket = asksForWebSocket(head);
+    let webSocket = asksForWebSocket(info);
     if (webSocket) {
       const bad = checkUpgradeRequest(head);
       if (bad) {
@@ -404,8 +410,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     }
     // A location without WebSockets forwards the request as plain HTTP (Upgrade stripped).
     if (!route.location.websocket) webSocket = false;
-    const transferEncoding = findHeader(head.rawHeaders, 'transfer-encoding');
-    const contentLength = findHeader(head.rawHeaders, 'content-length');
+    const { transferEncoding, contentLength } = info;
     if (!webSocket && pending.tail !== null) {
       // llhttp (or node's server) stopped after an upgrade head (`Upgrade: h2c`,
       // or a WebSocket upgrade on a location without them) that wsgate will not
@@ -425,6 +430,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
       webSocket,
       host: clientHost ?? (upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host) + (upstream.port === 80 ? '' : `:${upstream.port}`),
       clientHost,
+      connection: info.connection,
       chunked: transferEncoding !== undefined,
       contentLength: contentLength === undefined ? 0 : Number(contentLength),
     });

@@ -1,6 +1,13 @@
-// Upstream TCP connect. The connect timeout lives on the caller's timer-wheel
-// entry (one timer per connection, whatever its phase), so this file only
-// opens the socket and says what a failed connect means.
+// Upstream TCP connect, and the one set of listeners an upstream socket keeps
+// for its whole HTTP life. Whoever owns the socket at the moment (an exchange,
+// or the pool while it is idle) is `socket[kOwner]`; the listeners dispatch to
+// it, so handing a socket from an exchange to the pool and back costs two
+// assignments, not a dozen addListener/removeListener calls per request
+// (undici keeps `socket[kParser]` the same way). A tunnel takes the socket
+// over with listeners of its own (`releaseUpstream`).
+//
+// The connect timeout lives on the owner's timer-wheel entry, so this file
+// only opens the socket and says what a failed connect means.
 
 import net from 'node:net';
 import { WsgateError } from './errors.js';
@@ -10,10 +17,44 @@ export interface UpstreamAddress {
   readonly port: number;
 }
 
-/** Opens a half-close-capable, no-delay socket to `address`; errors arrive as 'error' events. */
-export function dialUpstream(address: UpstreamAddress): net.Socket {
-  const socket = net.connect({ host: address.host, port: address.port, allowHalfOpen: true, noDelay: true });
+/** What an upstream socket's events go to. */
+export interface UpstreamOwner {
+  connected(): void;
+  received(chunk: Buffer): void;
+  /** FIN, or a close without FIN or error. */
+  upstreamEnded(): void;
+  upstreamFailed(err: NodeJS.ErrnoException): void;
+  upstreamDrained(): void;
+  /** A bug while handling `received`: end this socket's business, never the process. */
+  crashed(err: unknown): void;
+}
+
+export const kOwner = Symbol('wsgate upstream owner');
+
+export type UpstreamSocket = net.Socket & {
+  [kOwner]: UpstreamOwner | null;
+  /** Requests completed on this connection (pool retirement). */
+  wsgateRequests?: number;
+};
+
+/** Opens a half-close-capable, no-delay socket to `address`, owned by `owner`; errors arrive through it. */
+export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): UpstreamSocket {
+  const socket = net.connect({ host: address.host, port: address.port, allowHalfOpen: true, noDelay: true }) as UpstreamSocket;
+  socket[kOwner] = owner;
+  for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
   return socket;
+}
+
+/** Removes the dispatching listeners: a tunnel takes the socket over and adds its own at once. */
+export function releaseUpstream(socket: UpstreamSocket): void {
+  socket[kOwner] = null;
+  for (const [event, listener] of UPSTREAM_LISTENERS) socket.removeListener(event, listener);
+}
+
+/** Closes a socket nobody needs any more; its last error (ECONNRESET, EPIPE) concerns nobody. */
+export function discardUpstream(socket: UpstreamSocket): void {
+  socket[kOwner] = null;
+  socket.destroy();
 }
 
 /** Maps a socket error raised before the connection was established. */
@@ -22,3 +63,41 @@ export function connectError(err: NodeJS.ErrnoException, address: UpstreamAddres
   if (err.code === 'ETIMEDOUT') return new WsgateError('WSG_ERR_UPSTREAM_CONNECT_TIMEOUT', where, { cause: err });
   return new WsgateError('WSG_ERR_UPSTREAM_CONNECT', `${where}: ${err.code ?? err.message}`, { cause: err });
 }
+
+function upstreamOnConnect(this: UpstreamSocket): void {
+  this[kOwner]?.connected();
+}
+function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
+  const owner = this[kOwner];
+  if (owner === null) {
+    this.destroy(); // bytes nobody waits for: the connection is out of step
+    return;
+  }
+  try {
+    owner.received(chunk);
+  } catch (err) {
+    owner.crashed(err);
+  }
+}
+function upstreamOnEnd(this: UpstreamSocket): void {
+  this[kOwner]?.upstreamEnded();
+}
+function upstreamOnError(this: UpstreamSocket, err: NodeJS.ErrnoException): void {
+  this[kOwner]?.upstreamFailed(err); // with no owner the error is dropped: the socket is being thrown away
+}
+function upstreamOnClose(this: UpstreamSocket): void {
+  this[kOwner]?.upstreamEnded();
+}
+function upstreamOnDrain(this: UpstreamSocket): void {
+  this[kOwner]?.upstreamDrained();
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => void]> = [
+  ['connect', upstreamOnConnect],
+  ['data', upstreamOnData],
+  ['end', upstreamOnEnd],
+  ['error', upstreamOnError],
+  ['close', upstreamOnClose],
+  ['drain', upstreamOnDrain],
+];

@@ -12,14 +12,13 @@
 
 import type net from 'node:net';
 import type { Connection } from './connection.js';
-import { dialUpstream, connectError } from './dialer.js';
+import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from './dialer.js';
 import { WsgateError } from './errors.js';
 import { checkSwitchingProtocols } from './handshake.js';
 import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead, type DownstreamResponseOptions } from './headers.js';
 import type { RouteMatch } from './router.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
-import type { PooledSocket } from './upstream-pool.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -28,9 +27,6 @@ export const ExchangePhase = {
   Done: 3,
 } as const;
 export type ExchangePhase = (typeof ExchangePhase)[keyof typeof ExchangePhase];
-
-const kExchange = Symbol('wsgate exchange');
-type UpstreamSocket = PooledSocket & { [kExchange]: Exchange | null };
 
 const CRLF = Buffer.from('\r\n', 'latin1');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
@@ -47,12 +43,14 @@ export interface ExchangeRequest {
   /** Host to send upstream and the one the client gave (null if none). */
   readonly host: string;
   readonly clientHost: string | null;
+  /** The request's Connection tokens. */
+  readonly connection: ReadonlySet<string>;
   /** Request body framing as llhttp read it. */
   readonly chunked: boolean;
   readonly contentLength: number;
 }
 
-export class Exchange implements TimerOwner, HeadReaderHandler {
+export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   readonly conn: Connection;
   readonly request: ExchangeRequest;
   upstream: UpstreamSocket | null = null;
@@ -90,8 +88,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   constructor(conn: Connection, request: ExchangeRequest) {
     this.conn = conn;
     this.request = request;
-    const { host, port } = request.route.location.upstream;
-    this.#key = `${host}:${port}`;
+    this.#key = request.route.location.upstream.key;
     this.#timer = new WheelTimer(this);
   }
 
@@ -100,7 +97,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     const pooled = this.request.webSocket ? null : this.conn.host.pool.acquire(this.#key);
     if (pooled !== null) {
       this.#reused = true;
-      this.#attach(pooled as UpstreamSocket);
+      pooled[kOwner] = this;
+      this.upstream = pooled;
       this.connected();
     } else {
       this.#dial();
@@ -137,7 +135,11 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   abort(): void {
     if (this.phase === ExchangePhase.Done) return;
     this.#finish();
-    this.upstream?.destroy();
+    if (this.upstream !== null) discardUpstream(this.upstream);
+  }
+
+  crashed(err: unknown): void {
+    this.conn.crashed(err);
   }
 
   onTimerExpired(now: number): number {
@@ -181,6 +183,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
       location,
       host: request.host,
       clientHost: request.clientHost,
+      connection: request.connection,
       remoteAddress: this.conn.remoteAddress,
       proto: this.conn.proto,
       webSocket: request.webSocket,
@@ -363,22 +366,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
 
   #dial(): void {
     this.phase = ExchangePhase.Dialing;
-    this.#attach(dialUpstream(this.request.route.location.upstream) as UpstreamSocket);
+    this.upstream = dialUpstream(this.request.route.location.upstream, this);
     this.conn.wheel.arm(this.#timer, this.request.route.location.connectTimeoutMs);
-  }
-
-  #attach(upstream: UpstreamSocket): void {
-    upstream[kExchange] = this;
-    this.upstream = upstream;
-    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.on(event, listener);
-    upstream.resume(); // a pooled socket was paused while idle
-  }
-
-  #detach(): UpstreamSocket {
-    const upstream = this.upstream!;
-    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.removeListener(event, listener);
-    upstream[kExchange] = null;
-    return upstream;
   }
 
   /**
@@ -391,9 +380,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     if (!replayable || !IDEMPOTENT.has(request.head.method)) return false;
     this.#retried = true;
     this.#reused = false;
-    const dead = this.#detach();
-    dead.on('error', ignoreError);
-    dead.destroy();
+    discardUpstream(this.upstream!);
     this.#reader?.release();
     this.#reader = null;
     this.#dial();
@@ -407,12 +394,9 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
     const reusable =
       this.#reader!.head!.shouldKeepAlive && this.#requestEnded && !this.#unsolicited && this.#framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
     this.#finish();
-    const detached = this.#detach();
-    if (reusable) this.conn.host.pool.release(this.#key, detached);
-    else {
-      detached.on('error', ignoreError);
-      detached.destroy();
-    }
+    upstream[kOwner] = null;
+    if (reusable) this.conn.host.pool.release(this.#key, upstream);
+    else discardUpstream(upstream);
     this.conn.exchangeDone(this, null, this.#keepAlive);
   }
 
@@ -426,7 +410,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   #startTunnel(leftover: Buffer | null): void {
     const head = this.#reader!.head!;
     this.#finish();
-    const upstream = this.#detach();
+    const upstream = this.upstream!;
+    releaseUpstream(upstream);
     upstream.pause();
     const responseHead = buildDownstreamResponseHead(head, { framing: 'none', contentLength: 0, upgrade: true, keepAlive: false, http10: false });
     this.conn.startTunnel(this.request.route, upstream, responseHead, leftover);
@@ -442,49 +427,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler {
   #fail(err: unknown): void {
     if (this.phase === ExchangePhase.Done) return;
     this.#finish();
-    this.upstream?.destroy();
+    if (this.upstream !== null) discardUpstream(this.upstream);
     const error = err instanceof WsgateError ? err : new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', String(err), { cause: err });
     this.conn.exchangeDone(this, error, false);
   }
 }
-
-function ignoreError(): void {
-  // a socket being thrown away: its last error concerns nobody
-}
-
-function upstreamOnConnect(this: UpstreamSocket): void {
-  this[kExchange]?.connected();
-}
-function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
-  const exchange = this[kExchange];
-  if (!exchange) return;
-  try {
-    exchange.received(chunk);
-  } catch (err) {
-    exchange.conn.crashed(err);
-  }
-}
-function upstreamOnEnd(this: UpstreamSocket): void {
-  this[kExchange]?.upstreamEnded();
-}
-function upstreamOnError(this: UpstreamSocket, err: NodeJS.ErrnoException): void {
-  this[kExchange]?.upstreamFailed(err);
-}
-function upstreamOnClose(this: UpstreamSocket): void {
-  // A close without 'end' or 'error' (destroyed elsewhere) still ends the exchange.
-  this[kExchange]?.upstreamEnded();
-}
-function upstreamOnDrain(this: UpstreamSocket): void {
-  this[kExchange]?.upstreamDrained();
-}
-
-// Attached while the exchange owns the upstream socket; removed when it goes back to the pool or to a tunnel.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => void]> = [
-  ['connect', upstreamOnConnect],
-  ['data', upstreamOnData],
-  ['end', upstreamOnEnd],
-  ['error', upstreamOnError],
-  ['close', upstreamOnClose],
-  ['drain', upstreamOnDrain],
-];

@@ -29,34 +29,86 @@ const NOT_NOMINABLE = new Set(['host', 'content-length']);
 // Fields wsgate sets itself on every upstream request.
 const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
 
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function addTokens(tokens: Set<string> | null, value: string): Set<string> {
+  const set = tokens ?? new Set<string>();
+  for (const part of value.split(',')) {
+    const token = part.trim().toLowerCase();
+    if (token !== '') set.add(token);
+  }
+  return set;
+}
+
 /** Lower-cased tokens of every Connection field (RFC 9110 §7.6.1: a comma-separated list, possibly on several lines). */
-export function connectionTokens(rawHeaders: readonly string[]): Set<string> {
-  const tokens = new Set<string>();
+export function connectionTokens(rawHeaders: readonly string[]): ReadonlySet<string> {
+  let tokens: Set<string> | null = null;
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i].length !== 10 || rawHeaders[i].toLowerCase() !== 'connection') continue;
-    for (const part of rawHeaders[i + 1].split(',')) {
-      const token = part.trim().toLowerCase();
-      if (token !== '') tokens.add(token);
+    if (rawHeaders[i].length === 10 && rawHeaders[i].toLowerCase() === 'connection') tokens = addTokens(tokens, rawHeaders[i + 1]);
+  }
+  return tokens ?? NO_TOKENS;
+}
+
+/** What routing and framing need from a request head, read in one pass. */
+export interface RequestHeaderInfo {
+  hostCount: number;
+  /** The first Host value. */
+  host: string | undefined;
+  /** Connection tokens, lower-cased. */
+  connection: ReadonlySet<string>;
+  /** An Upgrade field lists `websocket`. */
+  upgradeWebSocket: boolean;
+  transferEncoding: string | undefined;
+  contentLength: string | undefined;
+}
+
+/** One pass over the fields; only names of a length that can matter are lower-cased. */
+export function scanRequestHeaders(rawHeaders: readonly string[]): RequestHeaderInfo {
+  const info: RequestHeaderInfo = { hostCount: 0, host: undefined, connection: NO_TOKENS, upgradeWebSocket: false, transferEncoding: undefined, contentLength: undefined };
+  let tokens: Set<string> | null = null;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i];
+    switch (name.length) {
+      case 4:
+        if (name.toLowerCase() === 'host') {
+          if (info.hostCount++ === 0) info.host = rawHeaders[i + 1];
+        }
+        break;
+      case 7:
+        if (!info.upgradeWebSocket && name.toLowerCase() === 'upgrade') info.upgradeWebSocket = listsWebSocket(rawHeaders[i + 1]);
+        break;
+      case 10:
+        if (name.toLowerCase() === 'connection') tokens = addTokens(tokens, rawHeaders[i + 1]);
+        break;
+      case 14:
+        if (info.contentLength === undefined && name.toLowerCase() === 'content-length') info.contentLength = rawHeaders[i + 1];
+        break;
+      case 17:
+        if (info.transferEncoding === undefined && name.toLowerCase() === 'transfer-encoding') info.transferEncoding = rawHeaders[i + 1];
+        break;
     }
   }
-  return tokens;
+  if (tokens !== null) info.connection = tokens;
+  return info;
+}
+
+function listsWebSocket(value: string): boolean {
+  // A protocol token may carry a version (`websocket/13` is not WebSocket as RFC 6455 registers it).
+  for (const part of value.split(',')) if (part.trim().toLowerCase() === 'websocket') return true;
+  return false;
 }
 
 /** True when any Upgrade field lists the `websocket` token (RFC 6455 §4.1, RFC 9110 §7.8). */
 export function upgradeListsWebSocket(rawHeaders: readonly string[]): boolean {
   for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i].length !== 7 || rawHeaders[i].toLowerCase() !== 'upgrade') continue;
-    for (const part of rawHeaders[i + 1].split(',')) {
-      // A protocol token may carry a version (`websocket/13` is not WebSocket as RFC 6455 registers it).
-      if (part.trim().toLowerCase() === 'websocket') return true;
-    }
+    if (rawHeaders[i].length === 7 && rawHeaders[i].toLowerCase() === 'upgrade' && listsWebSocket(rawHeaders[i + 1])) return true;
   }
   return false;
 }
 
 /** The client asks for a WebSocket: `Connection` lists `upgrade` and `Upgrade` lists `websocket`. */
-export function asksForWebSocket(head: ParsedHead): boolean {
-  return connectionTokens(head.rawHeaders).has('upgrade') && upgradeListsWebSocket(head.rawHeaders);
+export function asksForWebSocket(info: RequestHeaderInfo): boolean {
+  return info.upgradeWebSocket && info.connection.has('upgrade');
 }
 
 export interface UpstreamRequestOptions {
@@ -67,6 +119,8 @@ export interface UpstreamRequestOptions {
   host: string;
   /** Host as the client sent it (Host field or absolute-form authority), or null. */
   clientHost: string | null;
+  /** The request's Connection tokens (`scanRequestHeaders`). */
+  connection: ReadonlySet<string>;
   remoteAddress: string;
   proto: 'http' | 'https';
   webSocket: boolean;
@@ -81,7 +135,7 @@ export interface UpstreamRequestOptions {
 /** The request head wsgate writes upstream, as a latin1 string (header values are latin1 as node decodes them). */
 export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequestOptions): string {
   const { location } = options;
-  const nominated = connectionTokens(head.rawHeaders);
+  const nominated = options.connection;
   const remove = location.removeHeaders;
   let out = `${head.method} ${options.target} HTTP/1.1\r\nHost: ${options.host}\r\n`;
   let forwardedFor = '';

@@ -1,12 +1,12 @@
 // Keep-alive upstream connections for plain HTTP, per upstream address (nginx
-// `keepalive N` in an upstream block). An idle socket waits here with its own
-// listeners; anything it does while idle (data, FIN, error) disqualifies it.
+// `keepalive N` in an upstream block). While a socket waits here its owner is
+// its IdleEntry, and anything it does (data, FIN, error) disqualifies it.
 // Idle sockets are taken newest first (LIFO: the oldest age out), capped per
 // address, closed after an idle timeout on the shared timer wheel, and retired
 // after a number of requests. Only a socket whose last exchange completed
 // cleanly is ever given back (exchange.ts decides).
 
-import type net from 'node:net';
+import { discardUpstream, kOwner, type UpstreamOwner, type UpstreamSocket } from './dialer.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
 
 export interface UpstreamPoolOptions {
@@ -18,14 +18,12 @@ export interface UpstreamPoolOptions {
   maxRequests: number;
 }
 
-const kIdle = Symbol('wsgate idle upstream');
-
-class IdleEntry implements TimerOwner {
-  readonly socket: PooledSocket;
+class IdleEntry implements TimerOwner, UpstreamOwner {
+  readonly socket: UpstreamSocket;
   readonly key: string;
   readonly timer: WheelTimer;
   readonly pool: UpstreamPool;
-  constructor(pool: UpstreamPool, key: string, socket: PooledSocket) {
+  constructor(pool: UpstreamPool, key: string, socket: UpstreamSocket) {
     this.pool = pool;
     this.key = key;
     this.socket = socket;
@@ -35,9 +33,22 @@ class IdleEntry implements TimerOwner {
     this.pool.discard(this);
     return 0;
   }
+  // An idle upstream spoke (bytes nobody asked for), closed or failed: it cannot be reused.
+  connected(): void {}
+  received(): void {
+    this.pool.discard(this);
+  }
+  upstreamEnded(): void {
+    this.pool.discard(this);
+  }
+  upstreamFailed(): void {
+    this.pool.discard(this);
+  }
+  upstreamDrained(): void {}
+  crashed(): void {
+    this.pool.discard(this);
+  }
 }
-
-export type PooledSocket = net.Socket & { [kIdle]?: IdleEntry | null; wsgateRequests?: number };
 
 export class UpstreamPool {
   /** Replaced on reload; idle sockets already pooled stay until they time out. */
@@ -56,23 +67,23 @@ export class UpstreamPool {
     return this.#idleCount;
   }
 
-  /** A live idle connection to `key` (`host:port`), or null. */
-  acquire(key: string): PooledSocket | null {
+  /** A live idle connection to `key` (`host:port`), now without an owner, or null. */
+  acquire(key: string): UpstreamSocket | null {
     const list = this.#idle.get(key);
     while (list !== undefined && list.length > 0) {
       const entry = list.pop()!;
       this.#idleCount--;
-      this.#forget(entry);
+      this.#wheel.cancel(entry.timer);
       const socket = entry.socket;
+      socket[kOwner] = null;
       if (!socket.destroyed && socket.readable && socket.writable) return socket;
-      socket.on('error', ignoreError);
-      socket.destroy();
+      discardUpstream(socket);
     }
     return null;
   }
 
   /** Gives back a socket whose exchange completed cleanly; it is closed instead when the pool is full or closed. */
-  release(key: string, socket: PooledSocket): void {
+  release(key: string, socket: UpstreamSocket): void {
     const requests = (socket.wsgateRequests ?? 0) + 1;
     socket.wsgateRequests = requests;
     let list = this.#idle.get(key);
@@ -85,8 +96,7 @@ export class UpstreamPool {
       !socket.writable ||
       (list !== undefined && list.length >= this.options.maxIdle)
     ) {
-      socket.on('error', ignoreError);
-      socket.destroy();
+      discardUpstream(socket);
       return;
     }
     if (list === undefined) {
@@ -94,12 +104,7 @@ export class UpstreamPool {
       this.#idle.set(key, list);
     }
     const entry = new IdleEntry(this, key, socket);
-    socket[kIdle] = entry;
-    socket.on('data', idleOnEvent);
-    socket.on('end', idleOnEvent);
-    socket.on('error', idleOnEvent);
-    socket.on('close', idleOnEvent);
-    socket.resume(); // so that a FIN or unsolicited bytes are seen at once
+    socket[kOwner] = entry;
     list.push(entry);
     this.#idleCount++;
     this.#wheel.arm(entry.timer, this.options.idleTimeoutMs);
@@ -114,9 +119,8 @@ export class UpstreamPool {
       this.#idleCount--;
       if (list!.length === 0) this.#idle.delete(entry.key);
     }
-    this.#forget(entry);
-    entry.socket.on('error', ignoreError);
-    entry.socket.destroy();
+    this.#wheel.cancel(entry.timer);
+    discardUpstream(entry.socket);
   }
 
   /** Closes every idle connection; later releases close their socket. */
@@ -124,33 +128,11 @@ export class UpstreamPool {
     this.#closed = true;
     for (const list of this.#idle.values()) {
       for (const entry of list) {
-        this.#forget(entry);
-        entry.socket.on('error', ignoreError);
-        entry.socket.destroy();
+        this.#wheel.cancel(entry.timer);
+        discardUpstream(entry.socket);
       }
     }
     this.#idle.clear();
     this.#idleCount = 0;
   }
-
-  #forget(entry: IdleEntry): void {
-    this.#wheel.cancel(entry.timer);
-    const socket = entry.socket;
-    socket[kIdle] = null;
-    socket.removeListener('data', idleOnEvent);
-    socket.removeListener('end', idleOnEvent);
-    socket.removeListener('error', idleOnEvent);
-    socket.removeListener('close', idleOnEvent);
-    socket.pause();
-  }
-}
-
-/** An idle upstream spoke (bytes nobody asked for), closed or failed: it cannot be reused. */
-function idleOnEvent(this: PooledSocket): void {
-  const entry = this[kIdle];
-  if (entry) entry.pool.discard(entry);
-}
-
-function ignoreError(): void {
-  // a socket being thrown away: its last error (ECONNRESET, EPIPE) concerns nobody
 }

@@ -132,3 +132,12 @@ t.test('checkUpgradeRequest accepts a valid handshake', async (t) => {
   };
   t.equal(checkUpgradeRequest(head), null);
 });
+
+t.test('after an h2c upgrade request answered 200 the connection closes (what followed the head was never parsed)', async (t) => {
+  const upstream = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  const res = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n', { untilClose: true });
+  t.match(res.text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*Connection: close\r\n/);
+  t.ok(res.closed);
+  t.notMatch(upstream.text(), /smuggled/);
+});

@@ -305,3 +305,32 @@ t.test('upstream connect refused before a tunnel: 502, nothing leaks', async (t)
   await waitFor(() => gw.stats().connections === 0);
 });
 
+
+t.test('bytes flooding in behind an upgrade head are not buffered without bound before the 101', async (t) => {
+  // Bug: the socket kept flowing after llhttp stopped at the upgrade head, so
+  // everything a client sent before the 101 piled up in the proxy's memory.
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  const upstream = await answeringUpstream(t, (_h, socket) => void gate.then(() => socket.write(switchingProtocols())));
+  const { port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
+  const client = await rawClient(port);
+  client.write(upgradeRequest());
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  let written = 0;
+  let blocked = false;
+  while (written < 512 * 1024 * 1024) {
+    written += chunk.length;
+    if (client.write(chunk)) continue;
+    const drained = await Promise.race([once(client, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 300))]);
+    if (!drained) {
+      blocked = true;
+      break;
+    }
+  }
+  t.ok(blocked, 'the client is blocked: the proxy stopped reading');
+  t.ok(written < 64 * 1024 * 1024, `blocked after ${(written / 1048576).toFixed(1)} MiB`);
+  release();
+  const receivedBytes = () => upstream.received[0].reduce((n, c) => n + c.length, 0);
+  await waitFor(() => receivedBytes() >= written, 20000, 'the held bytes reach the upstream after the 101');
+  client.destroy();
+});

@@ -35,6 +35,8 @@ export interface PeerOptions {
   node20: string;
   /** Extra arguments for wsgate's node (e.g. --max-semi-space-size=64). */
   nodeFlags?: string[];
+  /** wsgate CLI to run (A/B experiments against another build); default this checkout's dist. */
+  cli?: string;
 }
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -162,7 +164,7 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     case 'wsgate':
     case 'wsgate-node20': {
       const node = name === 'wsgate' ? options.node : options.node20;
-      child = pinned(0, [node, ...(options.nodeFlags ?? []), CLI, '--listen', `127.0.0.1:${port}`, '--route', route, '--log-level', 'error']);
+      child = pinned(0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, '--listen', `127.0.0.1:${port}`, '--route', route, '--log-level', 'error']);
       break;
     }
     case 'node-naive':

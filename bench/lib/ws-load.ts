@@ -35,6 +35,8 @@ function connectUpgraded(): Promise<{ socket: net.Socket; leftover: Buffer }> {
       if (end === -1) return;
       socket.removeListener('data', onData);
       socket.removeListener('error', reject);
+      socket.removeAllListeners('close');
+      socket.setTimeout(0);
       if (!head.subarray(0, 12).toString('latin1').startsWith('HTTP/1.1 101')) {
         socket.destroy();
         reject(new Error(`no 101: ${head.subarray(0, 60).toString('latin1')}`));
@@ -44,6 +46,12 @@ function connectUpgraded(): Promise<{ socket: net.Socket; leftover: Buffer }> {
     };
     socket.on('data', onData);
     socket.once('error', reject);
+    // a peer that closes or stalls before its 101 must not hang the generator
+    socket.once('close', () => reject(new Error('closed before the 101')));
+    socket.setTimeout(10_000, () => {
+      socket.destroy();
+      reject(new Error('no 101 within 10 s'));
+    });
     socket.once('connect', () => socket.write(UPGRADE));
   });
 }
@@ -241,15 +249,22 @@ async function handshakes(): Promise<void> {
 async function idle(): Promise<void> {
   const { connections = 1000 } = options;
   const sockets: net.Socket[] = [];
+  let failures = 0;
+  let lastError = '';
   for (let i = 0; i < connections; i += 100) {
-    const batch = await Promise.all(Array.from({ length: Math.min(100, connections - i) }, connectUpgraded));
-    for (const { socket } of batch) {
-      socket.on('error', () => {});
-      sockets.push(socket);
+    const batch = await Promise.allSettled(Array.from({ length: Math.min(100, connections - i) }, connectUpgraded));
+    for (const r of batch) {
+      if (r.status === 'rejected') {
+        failures++;
+        lastError = String((r.reason as Error).message);
+        continue;
+      }
+      r.value.socket.on('error', () => {});
+      sockets.push(r.value.socket);
     }
   }
   process.stdout.write('go\n');
-  process.stdout.write(`${JSON.stringify({ open: sockets.length })}\n`);
+  process.stdout.write(`${JSON.stringify({ open: sockets.length, failures, lastError })}\n`);
   await new Promise((r) => process.once('SIGTERM', r));
   for (const s of sockets) s.destroy();
   process.exit(0);

@@ -7,7 +7,7 @@
 // this Node. Writes a markdown table to stdout and bench/results/latest.md,
 // an SVG bar chart per scenario into bench/results/, and JSON with --json.
 
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +54,7 @@ const args = yargs(hideBin(process.argv))
   .option('seconds', { type: 'number', describe: 'measured seconds per run (default 8, quick 1)' })
   .option('node', { type: 'string', default: defaultNode24(), describe: 'Node binary for the wsgate peer (Node 24 headline)' })
   .option('cli', { type: 'string', describe: 'wsgate CLI to measure instead of dist/lib/cli.js (A/B against another build)' })
+  .option('charts-from', { type: 'string', describe: 'only redraw bench/results/*.svg from a --json file of an earlier run' })
   .option('node-flags', { type: 'string', describe: 'extra flags for the wsgate node, space-separated (e.g. --max-semi-space-size=32)' })
   .strict()
   .parseSync();
@@ -249,7 +250,25 @@ function table(scenario: Scenario): string {
   return md + '\n';
 }
 
+function writeCharts(chosen: Scenario[]): void {
+  const dir = join(ROOT, 'bench/results');
+  mkdirSync(dir, { recursive: true });
+  for (const scenario of chosen) {
+    const rows = results[scenario.name];
+    if (!rows) continue;
+    const bars = Object.entries(rows)
+      .filter(([, f]) => typeof f[scenario.main] === 'number')
+      .map(([peer, f]) => ({ label: peer, value: f[scenario.main] as number }));
+    writeFileSync(join(dir, `${scenario.name}.svg`), barChart(`${scenario.name}: ${scenario.mainLabel} (lower is better)`, bars));
+  }
+}
+
 async function main(): Promise<void> {
+  if (args.chartsFrom) {
+    Object.assign(results, JSON.parse(readFileSync(args.chartsFrom, 'utf8')).scenarios);
+    writeCharts(SCENARIOS);
+    return;
+  }
   const started = new Date();
   const chosen = args.only ? SCENARIOS.filter((s) => s.name === args.only) : SCENARIOS;
   if (chosen.length === 0) throw new Error(`unknown scenario ${args.only}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`);
@@ -269,14 +288,7 @@ async function main(): Promise<void> {
   const dir = join(ROOT, 'bench/results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'latest.md'), `\`${machine.command}\` on ${machine.date}, ${machine.cpus} × ${machine.cpuModel}, bench node ${machine.node}, wsgate node ${machine.wsgateNode}\n\n${text}`);
-  for (const scenario of chosen) {
-    const rows = results[scenario.name];
-    if (!rows) continue;
-    const bars = Object.entries(rows)
-      .filter(([, f]) => typeof f[scenario.main] === 'number')
-      .map(([peer, f]) => ({ label: peer, value: f[scenario.main] as number }));
-    writeFileSync(join(dir, `${scenario.name}.svg`), barChart(`${scenario.name}: ${scenario.mainLabel} (lower is better)`, bars));
-  }
+  writeCharts(chosen);
   if (args.json) writeFileSync(args.json, JSON.stringify({ machine, scenarios: results, notes }, null, 2));
 }
 

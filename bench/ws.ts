@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { cpuSeconds, processTree, rssKiB } from './lib/proc.js';
-import { freePort, hasTaskset, startPeer, waitForPort, type PeerName, type PeerOptions, type RunningPeer } from './lib/peers.js';
+import { freePort, hasTaskset, startPeer, stopChild, waitForPort, type PeerName, type PeerOptions, type RunningPeer } from './lib/peers.js';
 
 const IDLE_WINDOW_MS = 3000;
 const DIST_BENCH = fileURLToPath(new URL('./lib/', import.meta.url));
@@ -20,15 +20,6 @@ function pinnedNode(cpu: number, script: string, args: string[]): ChildProcess {
   const argv = [process.execPath, join(DIST_BENCH, script), ...args];
   const [cmd, ...rest] = hasTaskset ? ['taskset', '-c', String(cpu), ...argv] : argv;
   return spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-  await exited;
-  clearTimeout(timer);
 }
 
 export async function startWsEcho(): Promise<WsUpstream> {

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Agent, request as undiciRequest } from 'undici';
-import { startGateway, waitFor } from './helpers/net.js';
+import { httpUpstream, startGateway, waitFor } from './helpers/net.js';
 
 const MiB = 1024 * 1024;
 // On Node >= 22 V8 frees socket read buffers lazily: a bare `net` + `pipe`
@@ -39,17 +39,6 @@ function patternSha(size: number): string {
   return h.digest('hex');
 }
 
-async function upstreamServer(t: { teardown(fn: () => unknown): void }, handler: http.RequestListener): Promise<number> {
-  const server = http.createServer(handler);
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => {
-    server.closeAllConnections();
-    return new Promise((r) => server.close(r));
-  });
-  return (server.address() as net.AddressInfo).port;
-}
-
 async function streamOut(res: http.ServerResponse, size: number) {
   res.setHeader('Content-Length', size);
   for (const chunk of pattern(size)) {
@@ -61,7 +50,7 @@ async function streamOut(res: http.ServerResponse, size: number) {
 t.test('100 MiB each way through the gateway, sha256 checked', async (t) => {
   const size = 100 * MiB;
   const expected = patternSha(size);
-  const port = await upstreamServer(t, async (req, res) => {
+  const port = await httpUpstream(t, async (req, res) => {
     if (req.method === 'POST') {
       const h = createHash('sha256');
       let n = 0;
@@ -122,7 +111,7 @@ async function peakGrowth(pid: number, base: number, done: Promise<unknown>): Pr
 
 t.test('a slow client downloading 128 MiB keeps the proxy RSS growth under 64 MiB', async (t) => {
   const size = 128 * MiB;
-  const port = await upstreamServer(t, (_req, res) => void streamOut(res, size));
+  const port = await httpUpstream(t, (_req, res) => void streamOut(res, size));
   const { child, port: gw } = await startCli(t, port);
   // warm up the code paths, then take the baseline
   const warm = net.connect(gw, '127.0.0.1');
@@ -166,7 +155,7 @@ t.test('a slow client downloading 128 MiB keeps the proxy RSS growth under 64 Mi
 t.test('a fast client uploading 128 MiB to a slow upstream keeps the proxy RSS growth under 64 MiB', async (t) => {
   const size = 128 * MiB;
   let upstreamGot = 0;
-  const port = await upstreamServer(t, (req, res) => {
+  const port = await httpUpstream(t, (req, res) => {
     req.pause();
     const reader = setInterval(() => {
       req.resume();

@@ -12,6 +12,7 @@ import {
   switchingProtocols,
   upgradeRequest,
   waitFor,
+  writeUntilBlocked,
   wsEcho,
 } from './helpers/net.js';
 
@@ -219,20 +220,7 @@ t.test('backpressure: a client that stops reading pauses the upstream instead of
   await waitFor(() => upSocket !== null && client.text().includes('\r\n\r\n'));
   client.pause();
   const up = upSocket!;
-  const chunk = Buffer.alloc(64 * 1024, 1);
-  let written = 0;
-  let blocked = false;
-  // Write until no 'drain' comes for 500 ms: every buffer on the path is full
-  // and the proxy has stopped reading. Bounded at 1 GiB.
-  while (written < 1024 * 1024 * 1024) {
-    written += chunk.length;
-    if (up.write(chunk)) continue;
-    const drained = await Promise.race([once(up, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 500))]);
-    if (!drained) {
-      blocked = true;
-      break;
-    }
-  }
+  const { written, blocked } = await writeUntilBlocked(up, 1024 * 1024 * 1024, 500);
   t.ok(blocked, 'the upstream writer blocks');
   // Loopback socket buffers hold a few MiB; the proxy itself must hold no more than about one chunk.
   t.ok(written < 64 * 1024 * 1024, `blocked after ${(written / 1048576).toFixed(1)} MiB`);
@@ -315,18 +303,7 @@ t.test('bytes flooding in behind an upgrade head are not buffered without bound 
   const { port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
   const client = await rawClient(port);
   client.write(upgradeRequest());
-  const chunk = Buffer.alloc(64 * 1024, 7);
-  let written = 0;
-  let blocked = false;
-  while (written < 512 * 1024 * 1024) {
-    written += chunk.length;
-    if (client.write(chunk)) continue;
-    const drained = await Promise.race([once(client, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), 300))]);
-    if (!drained) {
-      blocked = true;
-      break;
-    }
-  }
+  const { written, blocked } = await writeUntilBlocked(client, 512 * 1024 * 1024, 300, 7);
   t.ok(blocked, 'the client is blocked: the proxy stopped reading');
   t.ok(written < 64 * 1024 * 1024, `blocked after ${(written / 1048576).toFixed(1)} MiB`);
   release();

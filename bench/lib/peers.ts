@@ -83,15 +83,14 @@ export async function waitForPort(port: number, timeoutMs = 10_000): Promise<voi
   }
 }
 
-function stopper(child: ChildProcess): () => Promise<void> {
-  return async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
-  };
+/** SIGTERM, then SIGKILL after 3 s; resolves when the process is gone. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Whether the peer can run here; a string says why not. */
@@ -192,5 +191,5 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     child.kill('SIGKILL');
     throw new Error(`${name} did not start: ${stderr.slice(0, 500)}`, { cause: err });
   }
-  return { name, port, pid: child.pid!, stop: stopper(child) };
+  return { name, port, pid: child.pid!, stop: () => stopChild(child) };
 }

@@ -78,6 +78,17 @@ class Latencies {
   }
 }
 
+/** Waits out the warm-up, announces `go`, measures for `seconds`; returns the window's length in seconds. */
+async function measuredWindow(warmupSeconds: number, seconds: number, setMeasuring: (on: boolean) => void): Promise<number> {
+  await new Promise((r) => setTimeout(r, warmupSeconds * 1000));
+  setMeasuring(true);
+  process.stdout.write('go\n');
+  const started = performance.now();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  setMeasuring(false);
+  return (performance.now() - started) / 1000;
+}
+
 async function closedLoop(): Promise<void> {
   const { connections = 100, inFlight = 1, size = 64, seconds = 5, warmupSeconds = 1 } = options;
   const frame = buildFrame(size, true);
@@ -122,13 +133,7 @@ async function closedLoop(): Promise<void> {
     }
     socket.uncork();
   }
-  await new Promise((r) => setTimeout(r, warmupSeconds * 1000));
-  measuring = true;
-  process.stdout.write('go\n');
-  const started = performance.now();
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  measuring = false;
-  const elapsed = (performance.now() - started) / 1000;
+  const elapsed = await measuredWindow(warmupSeconds, seconds, (on) => (measuring = on));
   process.stdout.write(`${JSON.stringify({ messages, seconds: elapsed, msgsPerSec: messages / elapsed, mbPerSec: (messages * size * 2) / 1e6 / elapsed, ...latencies.summary() })}\n`);
   for (const s of sockets) s.destroy();
 }
@@ -234,13 +239,7 @@ async function handshakes(): Promise<void> {
     }
   };
   const loops = Array.from({ length: connections }, loop);
-  await new Promise((r) => setTimeout(r, warmupSeconds * 1000));
-  measuring = true;
-  process.stdout.write('go\n');
-  const started = performance.now();
-  await new Promise((r) => setTimeout(r, seconds * 1000));
-  measuring = false;
-  const elapsed = (performance.now() - started) / 1000;
+  const elapsed = await measuredWindow(warmupSeconds, seconds, (on) => (measuring = on));
   stop = true;
   await Promise.all(loops);
   process.stdout.write(`${JSON.stringify({ handshakes: count, seconds: elapsed, handshakesPerSec: count / elapsed, failures })}\n`);

@@ -240,3 +240,32 @@ export async function answeringUpstream(t: Teardown, response: string | ((head: 
     });
   });
 }
+
+/**
+ * Writes 64 KiB chunks to `socket` until no 'drain' comes for `quietMs`: every
+ * buffer on the path is full and the far side has stopped reading. Bounded by
+ * `limit` bytes. Returns how much was written and whether it blocked.
+ */
+export async function writeUntilBlocked(socket: net.Socket, limit: number, quietMs: number, fill = 1): Promise<{ written: number; blocked: boolean }> {
+  const chunk = Buffer.alloc(64 * 1024, fill);
+  let written = 0;
+  while (written < limit) {
+    written += chunk.length;
+    if (socket.write(chunk)) continue;
+    const drained = await Promise.race([once(socket, 'drain').then(() => true), new Promise((r) => setTimeout(() => r(false), quietMs))]);
+    if (!drained) return { written, blocked: true };
+  }
+  return { written, blocked: false };
+}
+
+/** A `node:http` upstream on port 0, closed at teardown. */
+export async function httpUpstream(t: Teardown, handler: http.RequestListener): Promise<number> {
+  const server = http.createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  });
+  return (server.address() as net.AddressInfo).port;
+}

@@ -96,13 +96,21 @@ t.test('bytes pipelined with the handshake reach each side in order, after the h
   client.destroy();
 });
 
-t.test('half-close: the client FIN reaches the upstream, which can still answer', async (t) => {
+/** A gateway, a raw upstream that answers 101, and a raw client whose tunnel is open; tunnel close reasons recorded. */
+async function openRawTunnel(t: Test) {
   const upstream = await answeringUpstream(t, switchingProtocols());
   const { gw, port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
+  const closes: string[] = [];
+  gw.on('tunnelClose', (info) => closes.push(info.reason));
   const client = await rawClient(port);
   client.write(upgradeRequest());
   await waitFor(() => client.text().includes('\r\n\r\n'));
   const up = await upstream.connection();
+  return { gw, upstream, up, client, closes };
+}
+
+t.test('half-close: the client FIN reaches the upstream, which can still answer', async (t) => {
+  const { gw, upstream, up, client } = await openRawTunnel(t);
   client.end('bye!');
   await once(up, 'end');
   t.ok(upstream.text().endsWith('bye!'), 'data before FIN arrives');
@@ -116,14 +124,7 @@ t.test('half-close: the client FIN reaches the upstream, which can still answer'
 });
 
 t.test('half-close: the upstream FIN reaches the client, which can still send', async (t) => {
-  const upstream = await answeringUpstream(t, switchingProtocols());
-  const { gw, port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
-  const closes: string[] = [];
-  gw.on('tunnelClose', (info) => closes.push(info.reason));
-  const client = await rawClient(port);
-  client.write(upgradeRequest());
-  await waitFor(() => client.text().includes('\r\n\r\n'));
-  const up = await upstream.connection();
+  const { upstream, up, client, closes } = await openRawTunnel(t);
   up.end('server done');
   await once(client, 'end');
   t.ok(client.text().endsWith('server done'));
@@ -136,38 +137,18 @@ t.test('half-close: the upstream FIN reaches the client, which can still send', 
   t.same(closes, ['done']);
 });
 
-t.test('a reset from the client destroys the upstream side', async (t) => {
-  const upstream = await answeringUpstream(t, switchingProtocols());
-  const { gw, port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
-  const closes: string[] = [];
-  gw.on('tunnelClose', (info) => closes.push(info.reason));
-  const client = await rawClient(port);
-  client.write(upgradeRequest());
-  await waitFor(() => client.text().includes('\r\n\r\n'));
-  const up = await upstream.connection();
-  const upClosed = new Promise((r) => up.once('close', r));
-  client.resetAndDestroy();
-  await upClosed;
-  await waitFor(() => closes.length === 1);
-  t.same(closes, ['downstream-error']);
-  t.equal(gw.stats().tunnels, 0);
-});
-
-t.test('a reset from the upstream destroys the client side', async (t) => {
-  const upstream = await answeringUpstream(t, switchingProtocols());
-  const { gw, port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
-  const closes: string[] = [];
-  gw.on('tunnelClose', (info) => closes.push(info.reason));
-  const client = await rawClient(port);
-  client.write(upgradeRequest());
-  await waitFor(() => client.text().includes('\r\n\r\n'));
-  const up = await upstream.connection();
-  const clientClosed = new Promise((r) => client.once('close', r));
-  up.resetAndDestroy();
-  await clientClosed;
-  await waitFor(() => closes.length === 1);
-  t.same(closes, ['upstream-error']);
-});
+for (const side of ['client', 'upstream'] as const) {
+  t.test(`a reset from the ${side} destroys the other side`, async (t) => {
+    const { gw, up, client, closes } = await openRawTunnel(t);
+    const [resetting, other] = side === 'client' ? [client, up] : [up, client];
+    const otherClosed = new Promise((r) => other.once('close', r));
+    resetting.resetAndDestroy();
+    await otherClosed;
+    await waitFor(() => closes.length === 1);
+    t.same(closes, [side === 'client' ? 'downstream-error' : 'upstream-error']);
+    t.equal(gw.stats().tunnels, 0);
+  });
+}
 
 t.test('an idle tunnel is closed after tunnelTimeout, an active one is not', async (t) => {
   const echo = await wsEcho(t);

@@ -19,6 +19,7 @@ interface CliArgs {
   sendTimeout?: number;
   connectTimeout?: number;
   headTimeout?: number;
+  maxConnections?: number;
   drainTimeout: number;
   logLevel: LogLevel;
 }
@@ -39,6 +40,7 @@ function parseArgs(argv: string[]): CliArgs {
     .option('send-timeout', { type: 'number', describe: 'peer not taking bytes during an exchange, seconds (default 60)' })
     .option('connect-timeout', { type: 'number', describe: 'upstream connect timeout, seconds (default 5)' })
     .option('head-timeout', { type: 'number', describe: 'time to receive a request head, seconds (default 10)' })
+    .option('max-connections', { type: 'number', describe: 'open client connections beyond which new ones get 503 (default 0: no limit)' })
     .option('drain-timeout', { type: 'number', default: 10, describe: 'on SIGTERM/SIGINT, seconds open tunnels may finish' })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe log level written to stderr' })
     .strict()
@@ -78,6 +80,7 @@ function buildConfig(args: CliArgs): GatewayConfig {
   if (args.sendTimeout !== undefined) config.sendTimeout = args.sendTimeout;
   if (args.connectTimeout !== undefined) config.connectTimeout = args.connectTimeout;
   if (args.headTimeout !== undefined) config.headTimeout = args.headTimeout;
+  if (args.maxConnections !== undefined) config.maxConnections = args.maxConnections;
   if (config.listen === undefined || config.listen.length === 0) config.listen = ['127.0.0.1:8000'];
   return config;
 }

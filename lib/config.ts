@@ -52,6 +52,8 @@ export interface GatewayConfig extends TimeoutDefaults {
   maxHeadSize?: number;
   /** Most header fields in a request head; then 431. Default 100. */
   maxHeaders?: number;
+  /** Open client connections (tunnels included) beyond which new ones get 503 and are closed; 0 means no limit. Default 0. */
+  maxConnections?: number;
   /** Idle time allowed between requests on a client keep-alive connection (nginx `keepalive_timeout`). Default 75. */
   keepAliveTimeout?: number;
   /** Requests served on one client connection before it is closed (nginx `keepalive_requests`). Default 1000. */
@@ -96,6 +98,7 @@ export interface ResolvedConfig {
   readonly maxHeadSize: number;
   readonly maxHeaders: number;
   readonly checkWebSocketAccept: boolean;
+  readonly maxConnections: number;
   readonly keepAliveTimeoutMs: number;
   readonly keepAliveRequests: number;
   readonly upstreamKeepAlive: number;
@@ -328,6 +331,7 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     maxHeadSize,
     maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
     checkWebSocketAccept: input.checkWebSocketAccept ?? true,
+    maxConnections: nonNegativeInt(input.maxConnections, 'maxConnections', 0),
     keepAliveTimeoutMs: seconds(input.keepAliveTimeout, 'keepAliveTimeout', DEFAULTS.keepAliveTimeout),
     keepAliveRequests: positiveInt(input.keepAliveRequests, 'keepAliveRequests', DEFAULTS.keepAliveRequests),
     upstreamKeepAlive: nonNegativeInt(input.upstreamKeepAlive, 'upstreamKeepAlive', DEFAULTS.upstreamKeepAlive),

@@ -24,6 +24,7 @@ export const ERROR_CODES = {
   WSG_ERR_UPSTREAM_CLOSED: { status: 502, side: 'upstream', message: 'upstream closed the connection before a complete response head' },
   WSG_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, side: 'upstream', message: 'upstream connect timed out' },
   WSG_ERR_UPSTREAM_TIMEOUT: { status: 504, side: 'upstream', message: 'upstream did not answer within readTimeout' },
+  WSG_ERR_TOO_MANY_CONNECTIONS: { status: 503, side: 'internal', message: 'maxConnections reached' },
   WSG_ERR_DOWNSTREAM_TIMEOUT: { status: 0, side: 'downstream', message: 'downstream stalled past sendTimeout' },
   WSG_ERR_UPSTREAM_ABORTED: { status: 0, side: 'upstream', message: 'upstream connection reset or closed mid-response' },
   WSG_ERR_INTERNAL: { status: 0, side: 'internal', message: 'unexpected error while handling the connection (a bug: please report it)' },

@@ -7,11 +7,12 @@ import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
 import { Connection, ConnState, type ConnectionHost } from './connection.js';
-import type { WsgateError } from './errors.js';
+import { WsgateError } from './errors.js';
+import { errorResponse } from './responses.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
 import { Router, type RouteMatch } from './router.js';
-import { TimerWheel } from './timer-wheel.js';
+import { TimerWheel, WheelTimer } from './timer-wheel.js';
 import { Tunnel, type TunnelCloseReason } from './tunnel.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
 
@@ -77,6 +78,9 @@ interface TunnelRecord {
   readonly tunnel: Tunnel;
   readonly info: TunnelInfo;
 }
+
+// How long a refused client may take to read its 503 before it is closed.
+const REFUSAL_GRACE_MS = 1000;
 
 function poolOptions(config: ResolvedConfig): UpstreamPoolOptions {
   return { maxIdle: config.upstreamKeepAlive, idleTimeoutMs: config.upstreamIdleTimeoutMs, maxRequests: config.upstreamMaxRequests };
@@ -190,6 +194,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   /** Wraps an accepted socket in a Connection; null (socket destroyed) while closing or if that fails. */
   #adopt(socket: net.Socket): Connection | null {
     let conn: Connection | null = null;
+    const max = this.#config.maxConnections;
+    if (max > 0 && this.#connections.size + this.#tunnels.size >= max && !this.#closing) {
+      this.#refuse(socket);
+      return null;
+    }
     if (!this.#closing) {
       try {
         conn = new Connection(this, socket, this.#config, this.#router);
@@ -205,6 +214,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#connections.add(conn);
     this.#totalConnections++;
     return conn;
+  }
+
+  /** Over maxConnections: a prebuilt 503 and close, without reading the request (nginx answers 503 from limit_conn). */
+  #refuse(socket: net.Socket): void {
+    const err = new WsgateError('WSG_ERR_TOO_MANY_CONNECTIONS', `${this.#config.maxConnections} open`);
+    const remoteAddress = socket.remoteAddress ?? '';
+    this.#log('warn', err.message, { code: err.code, status: 503, remote: remoteAddress });
+    if (this.listenerCount('connectionError') > 0) this.emit('connectionError', err, { remoteAddress, method: null, path: null, status: 503 });
+    socket.on('error', () => {});
+    socket.end(errorResponse(503)!);
+    // A client that never reads or closes gets a short grace on the wheel, then is gone.
+    this.wheel.arm(new WheelTimer({ onTimerExpired: () => (socket.destroy(), 0) }), REFUSAL_GRACE_MS);
   }
 
   /** New connections use `config` from now on; open connections and tunnels keep what they started with. */

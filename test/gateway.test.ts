@@ -213,3 +213,23 @@ t.test('works inside a process that uses AsyncLocalStorage (context stored on ea
     t.same(als.getStore(), { request: 1 });
   });
 });
+
+t.test('maxConnections: one connection over the limit gets 503 and Connection: close; freed slots serve again', async (t) => {
+  const echo = await wsEcho(t);
+  const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${echo.port}`], maxConnections: 2 });
+  const errors: string[] = [];
+  gw.on('connectionError', (err) => errors.push(err.code));
+  const a = await openClient(`ws://127.0.0.1:${port}/`);
+  const b = await openClient(`ws://127.0.0.1:${port}/`);
+  const refused = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n', { untilClose: true, timeoutMs: 3000 });
+  t.match(refused.text, /^HTTP\/1\.1 503 Service Unavailable\r\n/);
+  t.match(refused.text, /\r\nConnection: close\r\n/);
+  t.ok(refused.closed);
+  t.same(errors, ['WSG_ERR_TOO_MANY_CONNECTIONS']);
+  a.terminate();
+  await waitFor(() => gw.stats().connections === 1);
+  const c = await openClient(`ws://127.0.0.1:${port}/`);
+  t.equal(await echoOnce(c, 'room again'), 'room again');
+  b.terminate();
+  c.terminate();
+});

@@ -27,6 +27,13 @@ export interface LocationConfig {
   setHeaders?: Record<string, string>;
   /** Header names removed from the upstream request. */
   removeHeaders?: string[];
+  /**
+   * Origins allowed to open WebSockets here (Cross-Site WebSocket Hijacking
+   * guard, RFC 6455 §10.2): exact origins (`https://app.example.com`) or host
+   * wildcards (`*.example.com`, any scheme and port). Others get 403. An upgrade
+   * without Origin (a non-browser client) is allowed. Default: no check.
+   */
+  allowedOrigins?: string[];
 }
 
 export interface ServerConfig {
@@ -83,6 +90,8 @@ export interface ResolvedLocation {
   readonly setHeaders: ReadonlyArray<readonly [string, string]>;
   /** Lower-cased names to drop, including those replaced by setHeaders. */
   readonly removeHeaders: ReadonlySet<string>;
+  /** null: no Origin check. */
+  readonly allowedOrigins: { readonly exact: ReadonlySet<string>; readonly hostSuffixes: readonly string[] } | null;
 }
 
 export interface ResolvedServer {
@@ -221,10 +230,25 @@ function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: 
     if (removeHeaders.has(name)) fail(`${field}`, `header ${name} is managed by wsgate and cannot be set or removed`);
   }
 
+  let allowedOrigins: ResolvedLocation['allowedOrigins'] = null;
+  if (loc.allowedOrigins !== undefined) {
+    if (!Array.isArray(loc.allowedOrigins)) fail(`${field}.allowedOrigins`, 'must be an array of origins');
+    const exactOrigins = new Set<string>();
+    const hostSuffixes: string[] = [];
+    loc.allowedOrigins.forEach((origin, i) => {
+      const text = typeof origin === 'string' ? origin.trim().toLowerCase() : '';
+      if (/^\*\.[a-z0-9.-]+$/.test(text)) hostSuffixes.push(text.slice(1));
+      else if (/^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/.test(text) || /^https?:\/\/\[[0-9a-f:.]+\](:\d{1,5})?$/.test(text)) exactOrigins.add(text);
+      else fail(`${field}.allowedOrigins[${i}]`, `expected an origin like https://app.example.com or *.example.com, got ${JSON.stringify(origin)}`);
+    });
+    allowedOrigins = { exact: exactOrigins, hostSuffixes };
+  }
+
   return {
     exact,
     path,
     upstream,
+    allowedOrigins,
     websocket: loc.websocket ?? true,
     readTimeoutMs: seconds(loc.readTimeout, `${field}.readTimeout`, (defaults.readTimeout ?? DEFAULTS.readTimeout)),
     sendTimeoutMs: seconds(loc.sendTimeout, `${field}.sendTimeout`, (defaults.sendTimeout ?? DEFAULTS.sendTimeout)),

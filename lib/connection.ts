@@ -15,8 +15,8 @@ import type net from 'node:net';
 import type { ResolvedConfig } from './config.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
-import { checkUpgradeRequest } from './handshake.js';
-import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { checkUpgradeRequest, originAllowed } from './handshake.js';
+import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { asksForWebSocket, scanRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize-path.js';
 import { errorResponse } from './responses.js';
@@ -410,6 +410,10 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     }
     // A location without WebSockets forwards the request as plain HTTP (Upgrade stripped).
     if (!route.location.websocket) webSocket = false;
+    if (webSocket && !originAllowed(findHeader(head.rawHeaders, 'origin'), route.location.allowedOrigins)) {
+      this.fail(new WsgateError('WSG_ERR_ORIGIN_NOT_ALLOWED', JSON.stringify(findHeader(head.rawHeaders, 'origin'))));
+      return;
+    }
     const { transferEncoding, contentLength } = info;
     if (!webSocket && pending.tail !== null) {
       // llhttp (or node's server) stopped after an upgrade head (`Upgrade: h2c`,

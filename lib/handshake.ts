@@ -7,6 +7,7 @@
 
 import { createHash } from 'node:crypto';
 import { WsgateError } from './errors.js';
+import type { ResolvedLocation } from './config.js';
 import { connectionTokens, upgradeListsWebSocket } from './headers.js';
 import { countHeader, findHeader, type ParsedHead } from './head-reader.js';
 
@@ -58,4 +59,19 @@ export function checkSwitchingProtocols(request: ParsedHead, response: ParsedHea
     }
   }
   return null;
+}
+
+/**
+ * Cross-Site WebSocket Hijacking guard (RFC 6455 §10.2): a browser always sends
+ * Origin with a WebSocket handshake, so a page on another site is refused.
+ * No Origin (a non-browser client) passes.
+ */
+export function originAllowed(origin: string | undefined, allowed: ResolvedLocation['allowedOrigins']): boolean {
+  if (allowed === null || origin === undefined) return true;
+  const value = origin.trim().toLowerCase();
+  if (allowed.exact.has(value)) return true;
+  const m = /^https?:\/\/([^/:]+|\[[^\]]+\])(?::\d+)?$/.exec(value);
+  if (m === null) return false; // `null` (sandboxed or file pages) and anything malformed
+  const host = m[1];
+  return allowed.hostSuffixes.some((suffix) => host.length > suffix.length && host.endsWith(suffix));
 }

@@ -233,3 +233,14 @@ t.test('maxConnections: one connection over the limit gets 503 and Connection: c
   b.terminate();
   c.terminate();
 });
+
+t.test('allowedOrigins entries are validated', async (t) => {
+  for (const bad of ['example.com', 'https://a.example.com/path', '*', 'ftp://x.test']) {
+    try {
+      createGateway({ servers: [{ locations: [{ path: '/', upstream: 'http://a:1', allowedOrigins: [bad] }] }] });
+      t.fail(`${bad} accepted`);
+    } catch (err) {
+      t.equal((err as ConfigError).field, 'servers[0].locations[0].allowedOrigins[0]', `${bad} refused`);
+    }
+  }
+});

@@ -141,3 +141,34 @@ t.test('after an h2c upgrade request answered 200 the connection closes (what fo
   t.ok(res.closed);
   t.notMatch(upstream.text(), /smuggled/);
 });
+
+t.test('allowedOrigins: a WebSocket from another Origin gets 403 and never reaches the upstream (RFC 6455 §10.2)', async (t) => {
+  const upstream = await answeringUpstream(t, switchingProtocols());
+  const { port } = await startGateway(t, {
+    servers: [
+      {
+        locations: [
+          { path: '/ws/', upstream: `http://127.0.0.1:${upstream.port}`, allowedOrigins: ['https://app.example.com', '*.trusted.test'] },
+          { path: '/open/', upstream: `http://127.0.0.1:${upstream.port}` },
+        ],
+      },
+    ],
+  });
+  const cases: Array<[string, string | null, number]> = [
+    ['/ws/', 'https://app.example.com', 101],
+    ['/ws/', 'HTTPS://APP.EXAMPLE.COM', 101],
+    ['/ws/', 'http://a.trusted.test:8080', 101],
+    ['/ws/', null, 101],
+    ['/ws/', 'https://evil.example', 403],
+    ['/ws/', 'https://app.example.com.evil.example', 403],
+    ['/ws/', 'https://trusted.test', 403],
+    ['/ws/', 'null', 403],
+    ['/open/', 'https://evil.example', 101],
+  ];
+  for (const [path, origin, status] of cases) {
+    const before = upstream.received.length;
+    const res = await rawExchange(port, upgradeRequest(path, origin === null ? '' : `Origin: ${origin}\r\n`), { timeoutMs: 1000 });
+    t.match(res.text, new RegExp(`^HTTP/1\\.1 ${status} `), `${path} from ${origin}: ${status}`);
+    if (status === 403) t.equal(upstream.received.length, before, `${origin}: no upstream connection`);
+  }
+});

@@ -244,3 +244,14 @@ t.test('allowedOrigins entries are validated', async (t) => {
     }
   }
 });
+
+t.test('every example config in examples/ is valid', async (t) => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const dir = new URL('../examples/', import.meta.url);
+  const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
+  t.ok(files.length >= 4);
+  for (const file of files) {
+    const config = JSON.parse(readFileSync(new URL(file, dir), 'utf8'));
+    t.doesNotThrow(() => createGateway(config), file);
+  }
+});

@@ -1,10 +1,7 @@
-// Plain HTTP requests through the gateway (one request per client connection
-// for now): bodies both ways, framing, interim responses, and failures.
+// Plain HTTP requests through the gateway: bodies both ways, framing,
+// interim responses, header rewrite, and failures mid-response.
 import t from 'tap';
-import http from 'node:http';
-import { once } from 'node:events';
 import { Readable } from 'node:stream';
-import type { AddressInfo } from 'node:net';
 import { request as undiciRequest, Agent } from 'undici';
 import { answeringUpstream, httpUpstream, rawClient, rawExchange, randomBytes, sha256, startGateway, waitFor } from './helpers/net.js';
 

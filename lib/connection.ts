@@ -13,12 +13,10 @@
 
 import type net from 'node:net';
 import type { ResolvedConfig } from './config.js';
+import { admitRequest } from './admission.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
-import { checkUpgradeRequest, originAllowed } from './handshake.js';
-import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
-import { asksForWebSocket, scanRequestHeaders } from './headers.js';
-import { normalizeTarget } from './normalize-path.js';
+import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
@@ -362,88 +360,24 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#dispatch(pending);
   }
 
-  /** Validates and routes one request, then starts its exchange. */
+  /** Admits one request (admission.ts), then starts its exchange. */
   #dispatch(pending: PendingRequest): void {
-    const head = pending.head;
-    const info = scanRequestHeaders(head.rawHeaders);
-    const hostCount = info.hostCount;
-    // RFC 9112 §3.2: a 1.1 request has exactly one Host; none or several is a 400.
-    if (hostCount > 1 || (hostCount === 0 && head.versionMinor >= 1)) {
-      this.fail(new WsgateError('WSG_ERR_MISSING_HOST', `${hostCount} Host fields`));
+    const admitted = admitRequest(pending.head, this.router, pending.tail !== null);
+    if (admitted instanceof WsgateError) {
+      this.fail(admitted);
       return;
     }
-    let clientHost = hostCount === 1 ? info.host!.trim() : null;
-    let target = head.url;
-    const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
-    if (absolute) {
-      // RFC 9112 §3.2.2: with absolute-form the authority replaces Host.
-      clientHost = absolute[1];
-      target = target.slice(absolute[0].length) || '/';
-      if (!target.startsWith('/')) target = '/' + target;
-    }
-    if (clientHost !== null && !/^[A-Za-z0-9.\-_~!$&'()*+,;=:[\]%]+$/.test(clientHost)) {
-      this.fail(new WsgateError('WSG_ERR_MISSING_HOST', `invalid Host ${JSON.stringify(clientHost)}`));
-      return;
-    }
-    const normalized = normalizeTarget(target);
-    if (normalized === null) {
-      this.fail(new WsgateError('WSG_ERR_BAD_PATH', JSON.stringify(head.url.slice(0, 200))));
-      return;
-    }
-
-    let webSocket = asksForWebSocket(info);
-    if (webSocket) {
-      const bad = checkUpgradeRequest(head);
-      if (bad) {
-        this.fail(bad);
-        return;
-      }
-    }
-    const route = this.router.match(clientHost, normalized.path, normalized.query);
-    if (route === null) {
-      this.fail(new WsgateError('WSG_ERR_NO_ROUTE', `${clientHost ?? ''}${normalized.path}`));
-      return;
-    }
-    if (route.upstreamTarget === null) {
-      this.fail(new WsgateError('WSG_ERR_BAD_PATH', `${normalized.path} leaves the upstream path of ${route.location.upstream.url}`));
-      return;
-    }
-    // A location without WebSockets forwards the request as plain HTTP (Upgrade stripped).
-    if (!route.location.websocket) webSocket = false;
-    if (webSocket && !originAllowed(findHeader(head.rawHeaders, 'origin'), route.location.allowedOrigins)) {
-      this.fail(new WsgateError('WSG_ERR_ORIGIN_NOT_ALLOWED', JSON.stringify(findHeader(head.rawHeaders, 'origin'))));
-      return;
-    }
-    const { transferEncoding, contentLength } = info;
-    if (!webSocket && pending.tail !== null) {
-      // llhttp (or node's server) stopped after an upgrade head (`Upgrade: h2c`,
-      // or a WebSocket upgrade on a location without them) that wsgate will not
-      // perform: the bytes after the head are not parsed HTTP, so they are
-      // dropped, never sent; a body it would have to forward unparsed is refused.
-      pending.tail = [];
-      if (transferEncoding !== undefined || (contentLength !== undefined && Number(contentLength) > 0)) {
-        this.fail(new WsgateError('WSG_ERR_BAD_REQUEST', 'upgrade request with a body'));
-        return;
-      }
-    }
-
-    const upstream = route.location.upstream;
-    const exchange = new Exchange(this, {
-      head,
-      route,
-      webSocket,
-      host: clientHost ?? (upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host) + (upstream.port === 80 ? '' : `:${upstream.port}`),
-      clientHost,
-      connection: info.connection,
-      chunked: transferEncoding !== undefined,
-      contentLength: contentLength === undefined ? 0 : Number(contentLength),
-    });
+    const exchange = new Exchange(this, admitted);
     this.exchange = exchange;
-    if (!webSocket) {
-      for (const chunk of pending.body) exchange.sendBody(chunk);
-      pending.body = [];
-      if (pending.complete) exchange.endBody();
+    if (admitted.webSocket) {
+      exchange.start();
+      return;
     }
+    // Not an upgrade wsgate performs: bytes after an upgrade head are dropped, never sent.
+    if (pending.tail !== null) pending.tail = [];
+    for (const chunk of pending.body) exchange.sendBody(chunk);
+    pending.body = [];
+    if (pending.complete) exchange.endBody();
     exchange.start();
   }
 

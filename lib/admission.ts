@@ -1,0 +1,78 @@
+// Admission of one request head: everything decided before an upstream is
+// touched, in RFC order: Host (RFC 9112 §3.2), request-target form and path
+// (§3.2.2, normalize-path.ts), the WebSocket handshake pre-check (RFC 6455
+// §4.1), routing (router.ts), and the Origin allow-list (RFC 6455 §10.2).
+// Either an ExchangeRequest to proxy or the typed error to answer.
+
+import { WsgateError } from './errors.js';
+import type { ExchangeRequest } from './exchange.js';
+import { checkUpgradeRequest, originAllowed } from './handshake.js';
+import { findHeader, type ParsedHead } from './head-reader.js';
+import { asksForWebSocket, scanRequestHeaders } from './headers.js';
+import { normalizeTarget } from './normalize-path.js';
+import type { Router } from './router.js';
+
+// Characters of a host (reg-name, IP literal, port) as RFC 3986 §3.2.2 allows them.
+const HOST_CHARS = /^[A-Za-z0-9.\-_~!$&'()*+,;=:[\]%]+$/;
+
+/**
+ * `afterUpgradeHead`: llhttp (or node's server) stopped at the end of this
+ * head because it asked to upgrade, so whatever follows was never parsed.
+ */
+export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead: boolean): ExchangeRequest | WsgateError {
+  const info = scanRequestHeaders(head.rawHeaders);
+  const hostCount = info.hostCount;
+  // RFC 9112 §3.2: a 1.1 request has exactly one Host; none or several is a 400.
+  if (hostCount > 1 || (hostCount === 0 && head.versionMinor >= 1)) {
+    return new WsgateError('WSG_ERR_MISSING_HOST', `${hostCount} Host fields`);
+  }
+  let clientHost = hostCount === 1 ? info.host!.trim() : null;
+  let target = head.url;
+  const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
+  if (absolute) {
+    // RFC 9112 §3.2.2: with absolute-form the authority replaces Host.
+    clientHost = absolute[1];
+    target = target.slice(absolute[0].length) || '/';
+    if (!target.startsWith('/')) target = '/' + target;
+  }
+  if (clientHost !== null && !HOST_CHARS.test(clientHost)) {
+    return new WsgateError('WSG_ERR_MISSING_HOST', `invalid Host ${JSON.stringify(clientHost)}`);
+  }
+  const normalized = normalizeTarget(target);
+  if (normalized === null) return new WsgateError('WSG_ERR_BAD_PATH', JSON.stringify(head.url.slice(0, 200)));
+
+  let webSocket = asksForWebSocket(info);
+  if (webSocket) {
+    const bad = checkUpgradeRequest(head);
+    if (bad) return bad;
+  }
+  const route = router.match(clientHost, normalized.path, normalized.query);
+  if (route === null) return new WsgateError('WSG_ERR_NO_ROUTE', `${clientHost ?? ''}${normalized.path}`);
+  if (route.upstreamTarget === null) {
+    return new WsgateError('WSG_ERR_BAD_PATH', `${normalized.path} leaves the upstream path of ${route.location.upstream.url}`);
+  }
+  // A location without WebSockets forwards the request as plain HTTP (Upgrade stripped).
+  if (!route.location.websocket) webSocket = false;
+  if (webSocket) {
+    const origin = findHeader(head.rawHeaders, 'origin');
+    if (!originAllowed(origin, route.location.allowedOrigins)) return new WsgateError('WSG_ERR_ORIGIN_NOT_ALLOWED', JSON.stringify(origin));
+  }
+  const { transferEncoding, contentLength } = info;
+  // An upgrade wsgate will not perform (`Upgrade: h2c`, or WebSockets off here):
+  // a body after such a head was never parsed, so it cannot be forwarded.
+  if (!webSocket && afterUpgradeHead && (transferEncoding !== undefined || (contentLength !== undefined && Number(contentLength) > 0))) {
+    return new WsgateError('WSG_ERR_BAD_REQUEST', 'upgrade request with a body');
+  }
+
+  const upstream = route.location.upstream;
+  return {
+    head,
+    route,
+    webSocket,
+    host: clientHost ?? (upstream.host.includes(':') ? `[${upstream.host}]` : upstream.host) + (upstream.port === 80 ? '' : `:${upstream.port}`),
+    clientHost,
+    connection: info.connection,
+    chunked: transferEncoding !== undefined,
+    contentLength: contentLength === undefined ? 0 : Number(contentLength),
+  };
+}

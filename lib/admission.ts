@@ -4,16 +4,33 @@
 // §4.1), routing (router.ts), and the Origin allow-list (RFC 6455 §10.2).
 // Either an ExchangeRequest to proxy or the typed error to answer.
 
+import { normalizeTransferCodings } from './body-framing.js';
 import { WsgateError } from './errors.js';
-import type { ExchangeRequest } from './exchange.js';
 import { checkUpgradeRequest, originAllowed } from './handshake.js';
 import { findHeader, type ParsedHead } from './head-reader.js';
 import { asksForWebSocket, scanRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize-path.js';
-import type { Router } from './router.js';
+import type { RouteMatch, Router } from './router.js';
 
 // Characters of a host (reg-name, IP literal, port) as RFC 3986 §3.2.2 allows them.
 const HOST_CHARS = /^[A-Za-z0-9.\-_~!$&'()*+,;=:[\]%]+$/;
+
+/** An admitted request: what its exchange needs to proxy it. */
+export interface ExchangeRequest {
+  readonly head: ParsedHead;
+  readonly route: RouteMatch;
+  readonly webSocket: boolean;
+  /** Host to send upstream and the one the client gave (null if none). */
+  readonly host: string;
+  readonly clientHost: string | null;
+  /** The request's Connection tokens. */
+  readonly connection: ReadonlySet<string>;
+  /** Request body framing as llhttp read it. */
+  readonly chunked: boolean;
+  /** With `chunked`: the Transfer-Encoding to send upstream (codings kept, ending in `chunked`). */
+  readonly transferCodings: string | null;
+  readonly contentLength: number;
+}
 
 /**
  * `afterUpgradeHead`: llhttp (or node's server) stopped at the end of this
@@ -73,6 +90,7 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
     clientHost,
     connection: info.connection,
     chunked: transferEncoding !== undefined,
+    transferCodings: transferEncoding === undefined ? null : normalizeTransferCodings(transferEncoding),
     contentLength: contentLength === undefined ? 0 : Number(contentLength),
   };
 }

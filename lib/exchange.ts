@@ -10,14 +10,14 @@
 // connections from the pool; a connection goes back only after a clean,
 // complete exchange. WebSocket handshakes always get a fresh connection.
 
-import type net from 'node:net';
+import { LAST_CHUNK, responseFraming, writeBody, type Framing } from './body-framing.js';
+import type { ExchangeRequest } from './admission.js';
 import type { Connection } from './connection.js';
 import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from './dialer.js';
 import { WsgateError } from './errors.js';
 import { checkSwitchingProtocols } from './handshake.js';
-import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
-import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead, type DownstreamResponseOptions } from './headers.js';
-import type { RouteMatch } from './router.js';
+import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from './headers.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
 
 export const ExchangePhase = {
@@ -28,27 +28,11 @@ export const ExchangePhase = {
 } as const;
 export type ExchangePhase = (typeof ExchangePhase)[keyof typeof ExchangePhase];
 
-const CRLF = Buffer.from('\r\n', 'latin1');
-const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 // Largest response head wsgate accepts from an upstream (bigger: 502).
 const MAX_RESPONSE_HEAD = 64 * 1024;
 // RFC 9110 §9.2.2: methods whose repetition has the same effect; with no body
 // they can be replayed on a fresh connection when a pooled one turns out dead.
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
-export interface ExchangeRequest {
-  readonly head: ParsedHead;
-  readonly route: RouteMatch;
-  readonly webSocket: boolean;
-  /** Host to send upstream and the one the client gave (null if none). */
-  readonly host: string;
-  readonly clientHost: string | null;
-  /** The request's Connection tokens. */
-  readonly connection: ReadonlySet<string>;
-  /** Request body framing as llhttp read it. */
-  readonly chunked: boolean;
-  readonly contentLength: number;
-}
 
 export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   readonly conn: Connection;
@@ -64,7 +48,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   /** Body pieces that arrived before the upstream connection was up. */
   #queued: Buffer[] = [];
   #requestEnded = false;
-  #framing: DownstreamResponseOptions['framing'] = 'close';
+  #framing: Framing = 'close';
   #switching = false;
   /** The response head told the client the connection stays open. */
   #keepAlive = false;
@@ -113,7 +97,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     if (this.phase === ExchangePhase.Done || this.request.webSocket) return;
     this.#lastActive = this.conn.wheel.now;
-    if (!this.#writeBody(this.upstream!, chunk, this.request.chunked)) this.conn.pauseReading();
+    if (!writeBody(this.upstream!, chunk, this.request.chunked)) this.conn.pauseReading();
   }
 
   /** The client's request message is complete. */
@@ -172,12 +156,6 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     const location = request.route.location;
     this.#reader?.release();
     this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, this.conn.config.maxHeaders * 2);
-    let transferCodings: string | null = null;
-    if (request.chunked) {
-      // Keep the codings before the final `chunked` (llhttp checked it is last), drop empty list members.
-      const codings = findHeader(request.head.rawHeaders, 'transfer-encoding')!.split(',').map((c) => c.trim()).filter((c) => c !== '');
-      transferCodings = codings.join(', ');
-    }
     const head = buildUpstreamRequestHead(request.head, {
       target: request.route.upstreamTarget!,
       location,
@@ -188,7 +166,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       proto: this.conn.proto,
       webSocket: request.webSocket,
       contentLength: request.contentLength,
-      transferCodings,
+      transferCodings: request.transferCodings,
       keepAlive: this.conn.host.pool.options.maxIdle > 0,
     });
     const upstream = this.upstream!;
@@ -197,7 +175,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     // Bytes that followed an upgrade head wait for the 101 (Connection keeps
     // them): an upstream that refuses the upgrade never sees them.
     if (!request.webSocket) {
-      for (const chunk of this.#queued) this.#writeBody(upstream, chunk, request.chunked);
+      for (const chunk of this.#queued) writeBody(upstream, chunk, request.chunked);
       if (this.#requestEnded && request.chunked) upstream.write(LAST_CHUNK);
     }
     this.#queued = [];
@@ -306,16 +284,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       return BodyMode.Parse;
     }
     const http10 = request.head.versionMinor === 0;
-    const noBody = request.head.method === 'HEAD' || status === 204 || status === 304;
-    let framing: DownstreamResponseOptions['framing'];
-    let contentLength = 0;
-    const length = findHeader(head.rawHeaders, 'content-length');
-    if (noBody) framing = 'none';
-    else if (findHeader(head.rawHeaders, 'transfer-encoding') !== undefined) framing = http10 ? 'close' : 'chunked';
-    else if (length !== undefined) {
-      framing = 'length';
-      contentLength = Number(length);
-    } else framing = 'close';
+    const { framing, contentLength } = responseFraming(request.head, head);
     this.#framing = framing;
     // A WebSocket request refused by the upstream is never followed by more
     // HTTP on this connection: its bytes after the head were not parsed.
@@ -323,7 +292,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.phase = ExchangePhase.RelayingBody;
     this.responseStarted = true;
     this.conn.socket.write(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }), 'latin1');
-    if (noBody) return BodyMode.None;
+    if (framing === 'none') return BodyMode.None;
     if (framing === 'length' && contentLength > 0) {
       this.#rawRemaining = contentLength;
       return BodyMode.Raw;
@@ -333,7 +302,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   onBody(chunk: Buffer): void {
     if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return;
-    if (!this.#writeBody(this.conn.socket, chunk, this.#framing === 'chunked')) {
+    if (!writeBody(this.conn.socket, chunk, this.#framing === 'chunked')) {
       this.#waitingOnDownstream = true;
       this.upstream!.pause();
     }
@@ -398,13 +367,6 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     if (reusable) this.conn.host.pool.release(this.#key, upstream);
     else discardUpstream(upstream);
     this.conn.exchangeDone(this, null, this.#keepAlive);
-  }
-
-  #writeBody(socket: net.Socket, chunk: Buffer, chunked: boolean): boolean {
-    if (!chunked) return socket.write(chunk);
-    socket.write(chunk.length.toString(16) + '\r\n', 'latin1');
-    socket.write(chunk);
-    return socket.write(CRLF);
   }
 
   #startTunnel(leftover: Buffer | null): void {

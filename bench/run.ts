@@ -17,7 +17,7 @@ import { hasWrk, measureHttp, startHttpUpstream } from './http.js';
 import { measureMemory } from './http-memory.js';
 import { barChart } from './lib/chart.js';
 import { PEER_NAMES, hasTaskset, peerAvailable, type PeerName } from './lib/peers.js';
-import { measureClosed, measureHandshake, measureIdle, measureLatency, startWsEcho } from './ws.js';
+import { measureClosed, measureHandshake, measureIdle, measureLatency, startWsEcho, type WsUpstream } from './ws.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -67,6 +67,14 @@ const peers = (args.peers ?? (quick ? 'direct,wsgate,nginx' : PEER_NAMES.join(',
 for (const p of peers) if (!PEER_NAMES.includes(p)) throw new Error(`unknown peer ${p}; known: ${PEER_NAMES.join(', ')}`);
 const peerOptions = { node: args.node, node20: process.execPath, cli: args.cli, nodeFlags: args.nodeFlags ? args.nodeFlags.split(' ') : undefined };
 
+/** A scenario environment around a fresh raw WebSocket echo upstream. */
+function onWsEcho(measure: (upstream: WsUpstream, peer: PeerName) => Promise<Figures>): Scenario['start'] {
+  return async () => {
+    const upstream = await startWsEcho();
+    return { stop: upstream.stop, measure: (peer) => measure(upstream, peer) };
+  };
+}
+
 function wsClosed(name: string, connections: number, inFlight: number, size: number, note: string, main: 'cpuUsPerMsg' | 'cpuSPerGB'): Scenario {
   return {
     name,
@@ -79,10 +87,7 @@ function wsClosed(name: string, connections: number, inFlight: number, size: num
       ['p99Ms', 'p99 ms', 2],
     ],
     note,
-    async start() {
-      const upstream = await startWsEcho();
-      return { stop: upstream.stop, measure: (peer) => measureClosed(peer, peerOptions, upstream, { connections, inFlight, size, seconds, warmupSeconds: WARMUP_SECONDS }) };
-    },
+    start: onWsEcho((upstream, peer) => measureClosed(peer, peerOptions, upstream, { connections, inFlight, size, seconds, warmupSeconds: WARMUP_SECONDS })),
   };
 }
 
@@ -99,10 +104,7 @@ const SCENARIOS: Scenario[] = [
       ['failures', 'failures', 0],
     ],
     note: '20 concurrent loops of connect, upgrade, one 16 B echo, close',
-    async start() {
-      const upstream = await startWsEcho();
-      return { stop: upstream.stop, measure: (peer) => measureHandshake(peer, peerOptions, upstream, seconds, WARMUP_SECONDS) };
-    },
+    start: onWsEcho((upstream, peer) => measureHandshake(peer, peerOptions, upstream, seconds, WARMUP_SECONDS)),
   },
   {
     name: 'latency',
@@ -114,10 +116,7 @@ const SCENARIOS: Scenario[] = [
       ['msgsPerSec', 'msgs/s', 0],
     ],
     note: `open loop, ${quick ? 2000 : 5000} msg/s of 64 B over 50 connections, latency from the intended send time`,
-    async start() {
-      const upstream = await startWsEcho();
-      return { stop: upstream.stop, measure: (peer) => measureLatency(peer, peerOptions, upstream, quick ? 2000 : 5000, Math.max(seconds, 2), WARMUP_SECONDS) };
-    },
+    start: onWsEcho((upstream, peer) => measureLatency(peer, peerOptions, upstream, quick ? 2000 : 5000, Math.max(seconds, 2), WARMUP_SECONDS)),
   },
   {
     name: 'idle',
@@ -131,10 +130,7 @@ const SCENARIOS: Scenario[] = [
     note: `${quick ? 1000 : 9000} idle tunnels on a fresh process; RSS growth per tunnel, CPU over 3 s idle`,
     runs: 1,
     peers: peers.filter((p) => p !== 'direct'),
-    async start() {
-      const upstream = await startWsEcho();
-      return { stop: upstream.stop, measure: (peer) => measureIdle(peer, peerOptions, upstream, quick ? 1000 : 9000) };
-    },
+    start: onWsEcho((upstream, peer) => measureIdle(peer, peerOptions, upstream, quick ? 1000 : 9000)),
   },
   {
     name: 'http',

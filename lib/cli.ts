@@ -20,6 +20,7 @@ interface CliArgs {
   connectTimeout?: number;
   headTimeout?: number;
   maxConnections?: number;
+  trustedProxy?: string[];
   drainTimeout: number;
   logLevel: LogLevel;
 }
@@ -41,6 +42,7 @@ function parseArgs(argv: string[]): CliArgs {
     .option('connect-timeout', { type: 'number', describe: 'upstream connect timeout, seconds (default 5)' })
     .option('head-timeout', { type: 'number', describe: 'time to receive a request head, seconds (default 10)' })
     .option('max-connections', { type: 'number', describe: 'open client connections beyond which new ones get 503 (default 0: no limit)' })
+    .option('trusted-proxy', { type: 'string', array: true, describe: 'address or CIDR whose X-Forwarded-* are believed (repeatable; default loopback; "none" trusts nobody)' })
     .option('drain-timeout', { type: 'number', default: 10, describe: 'on SIGTERM/SIGINT, seconds open tunnels may finish' })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe log level written to stderr' })
     .strict()
@@ -81,6 +83,7 @@ function buildConfig(args: CliArgs): GatewayConfig {
   if (args.connectTimeout !== undefined) config.connectTimeout = args.connectTimeout;
   if (args.headTimeout !== undefined) config.headTimeout = args.headTimeout;
   if (args.maxConnections !== undefined) config.maxConnections = args.maxConnections;
+  if (args.trustedProxy !== undefined) config.trustedProxies = args.trustedProxy.filter((entry) => entry !== 'none');
   if (config.listen === undefined || config.listen.length === 0) config.listen = ['127.0.0.1:8000'];
   return config;
 }

@@ -7,6 +7,7 @@
 
 import { ConfigError } from './errors.js';
 import type { Logger } from './log.js';
+import { DEFAULT_TRUSTED_PROXIES, TrustedProxies, parseTrustedProxy } from './trusted-proxies.js';
 
 export interface LocationConfig {
   /** `/prefix/` (longest prefix wins) or `= /exact` (exact match, checked first). */
@@ -71,6 +72,11 @@ export interface GatewayConfig extends TimeoutDefaults {
   upstreamIdleTimeout?: number;
   /** Requests sent on one upstream connection before it is retired. Default 1000. */
   upstreamMaxRequests?: number;
+  /**
+   * Peers (addresses and CIDRs) whose X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/-Host and Forwarded are
+   * believed and appended to; from any other peer they are replaced. Default: loopback (`127.0.0.0/8`, `::1`).
+   */
+  trustedProxies?: string[];
   /** Refuse a 101 whose Sec-WebSocket-Accept does not match the key (RFC 6455 §4.1), with 502. Default true. */
   checkWebSocketAccept?: boolean;
   /** Where log lines go. Default: none (the CLI logs to stderr). */
@@ -108,6 +114,7 @@ export interface ResolvedConfig {
   readonly maxHeaders: number;
   readonly checkWebSocketAccept: boolean;
   readonly maxConnections: number;
+  readonly trustedProxies: TrustedProxies;
   readonly keepAliveTimeoutMs: number;
   readonly keepAliveRequests: number;
   readonly upstreamKeepAlive: number;
@@ -347,6 +354,11 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
   if (logger !== null && (typeof logger !== 'object' || typeof logger.log !== 'function')) {
     fail('logger', 'must be an object with a log(level, message, fields) method');
   }
+  const trusted = input.trustedProxies ?? DEFAULT_TRUSTED_PROXIES;
+  if (!Array.isArray(trusted)) fail('trustedProxies', 'must be an array of addresses or CIDRs');
+  trusted.forEach((entry, i) => {
+    if (parseTrustedProxy(entry) === null) fail(`trustedProxies[${i}]`, `expected an address or CIDR like 10.0.0.0/8, got ${JSON.stringify(entry)}`);
+  });
   const maxHeadSize = positiveInt(input.maxHeadSize, 'maxHeadSize', DEFAULTS.maxHeadSize);
   return {
     listen,
@@ -356,6 +368,7 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
     checkWebSocketAccept: input.checkWebSocketAccept ?? true,
     maxConnections: nonNegativeInt(input.maxConnections, 'maxConnections', 0),
+    trustedProxies: new TrustedProxies(trusted),
     keepAliveTimeoutMs: seconds(input.keepAliveTimeout, 'keepAliveTimeout', DEFAULTS.keepAliveTimeout),
     keepAliveRequests: positiveInt(input.keepAliveRequests, 'keepAliveRequests', DEFAULTS.keepAliveRequests),
     upstreamKeepAlive: nonNegativeInt(input.upstreamKeepAlive, 'upstreamKeepAlive', DEFAULTS.upstreamKeepAlive),

@@ -69,6 +69,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   readonly router: Router;
   readonly wheel: TimerWheel;
   readonly remoteAddress: string;
+  /** The peer is a trusted proxy: its X-Forwarded-* fields are believed (trusted-proxies.ts). */
+  readonly peerTrusted: boolean;
   readonly proto: 'http' | 'https';
   state: ConnState = ConnState.ReadingHead;
   /** Head of the request being served (or the last one read). */
@@ -95,6 +97,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.router = router;
     this.wheel = host.wheel;
     this.remoteAddress = socket.remoteAddress ?? '';
+    this.peerTrusted = config.trustedProxies.contains(this.remoteAddress);
     this.proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     this.#reader = new HeadReader(HeadKind.Request, this, config.maxHeadSize, config.maxHeaders);
     this.#timer = new WheelTimer(this);

@@ -163,6 +163,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       clientHost: request.clientHost,
       connection: request.connection,
       remoteAddress: this.conn.remoteAddress,
+      trustedPeer: this.conn.peerTrusted ? this.conn.config.trustedProxies : null,
       proto: this.conn.proto,
       webSocket: request.webSocket,
       contentLength: request.contentLength,

@@ -6,6 +6,7 @@
 import type { ResolvedLocation } from './config.js';
 import type { ParsedHead } from './head-reader.js';
 import { reasonPhrase } from './responses.js';
+import type { TrustedProxies } from './trusted-proxies.js';
 
 // Always hop-by-hop, whether or not Connection names them (RFC 9110 §7.6.1).
 const HOP_BY_HOP = new Set([
@@ -26,8 +27,9 @@ const HOP_BY_HOP = new Set([
 // (N. Davison, "Abusing HTTP hop-by-hop request headers", 2019).
 const NOT_NOMINABLE = new Set(['host', 'content-length']);
 
-// Fields wsgate sets itself on every upstream request.
-const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip']);
+// Forwarding claims: wsgate writes its own, building on a trusted peer's
+// (trusted-proxies.ts); an untrusted peer's are dropped, Forwarded included.
+const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded']);
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
 
@@ -122,6 +124,8 @@ export interface UpstreamRequestOptions {
   /** The request's Connection tokens (`scanRequestHeaders`). */
   connection: ReadonlySet<string>;
   remoteAddress: string;
+  /** The trusted-proxy list when the peer is on it, else null: its forwarding fields are then replaced. */
+  trustedPeer: TrustedProxies | null;
   proto: 'http' | 'https';
   webSocket: boolean;
   /** Body length to declare when not chunked. */
@@ -138,7 +142,10 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
   const nominated = options.connection;
   const remove = location.removeHeaders;
   let out = `${head.method} ${options.target} HTTP/1.1\r\nHost: ${options.host}\r\n`;
+  const trusted = options.trustedPeer;
   let forwardedFor = '';
+  let forwardedProto: string | null = null;
+  let forwardedHost: string | null = null;
   const raw = head.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
@@ -146,17 +153,29 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
     if (HOP_BY_HOP.has(lower) || lower === 'content-length' || lower === 'host') continue;
     if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
     if (FORWARDING.has(lower)) {
-      if (lower === 'x-forwarded-for') forwardedFor += (forwardedFor === '' ? '' : ', ') + raw[i + 1].trim();
-      continue;
+      if (trusted === null || lower === 'x-real-ip') continue; // X-Real-IP is derived from the chain below
+      if (lower === 'x-forwarded-for') {
+        forwardedFor += (forwardedFor === '' ? '' : ', ') + raw[i + 1].trim();
+        continue;
+      }
+      if (lower === 'x-forwarded-proto') {
+        forwardedProto ??= raw[i + 1].trim();
+        continue;
+      }
+      if (lower === 'x-forwarded-host') {
+        forwardedHost ??= raw[i + 1].trim();
+        continue;
+      }
     }
     if (remove.has(lower)) continue;
     out += `${name}: ${raw[i + 1]}\r\n`;
   }
   const remote = options.remoteAddress;
   out += `X-Forwarded-For: ${forwardedFor === '' ? remote : `${forwardedFor}, ${remote}`}\r\n`;
-  out += `X-Forwarded-Proto: ${options.proto}\r\n`;
-  if (options.clientHost !== null) out += `X-Forwarded-Host: ${options.clientHost}\r\n`;
-  out += `X-Real-IP: ${remote}\r\n`;
+  out += `X-Forwarded-Proto: ${forwardedProto || options.proto}\r\n`;
+  const forwardedHostOut = forwardedHost || options.clientHost;
+  if (forwardedHostOut !== null) out += `X-Forwarded-Host: ${forwardedHostOut}\r\n`;
+  out += `X-Real-IP: ${trusted === null ? remote : trusted.realClient(forwardedFor, remote)}\r\n`;
   for (const [name, value] of location.setHeaders) out += `${name}: ${value}\r\n`;
   if (options.transferCodings !== null) out += `Transfer-Encoding: ${options.transferCodings}\r\n`;
   else if (options.contentLength > 0 || (options.contentLength === 0 && methodExpectsBody(head.method))) {

@@ -11,8 +11,8 @@ import { answeringUpstream, rawExchange, wsEcho } from './helpers/net.js';
 
 const CLI = fileURLToPath(new URL('../dist/lib/cli.js', import.meta.url));
 
-function run(args: string[]): { child: ChildProcess; stdout: () => string; stderr: () => string } {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function run(args: string[], nodeFlags: string[] = []): { child: ChildProcess; stdout: () => string; stderr: () => string } {
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => (out += d));
@@ -27,8 +27,8 @@ async function exitOf(child: ChildProcess): Promise<number | null> {
 }
 
 /** Starts the daemon and resolves with the ports it printed. */
-async function startDaemon(t: { teardown(fn: () => unknown): void }, args: string[]) {
-  const proc = run(args);
+async function startDaemon(t: { teardown(fn: () => unknown): void }, args: string[], nodeFlags: string[] = []) {
+  const proc = run(args, nodeFlags);
   t.teardown(() => {
     if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
   });
@@ -163,4 +163,18 @@ t.test('a port already in use exits 1 with the reason', async (t) => {
   const p = run(['--listen', `127.0.0.1:${page.port}`, '--route', '/=http://127.0.0.1:1']);
   t.equal(await exitOf(p.child), 1);
   t.match(p.stderr(), /EADDRINUSE/);
+});
+
+t.test('--trusted-proxy none replaces forwarding fields; --insecure-http-parser does not loosen the head reader', async (t) => {
+  const upstream = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  const d = await startDaemon(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${upstream.port}`, '--trusted-proxy', 'none'], ['--insecure-http-parser']);
+  const ok = await rawExchange(d.ports[0], 'GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n');
+  t.match(ok.text, /^HTTP\/1\.1 200 /);
+  t.match(upstream.text(0), /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/, 'the spoofed chain is replaced');
+  // Bare LF line ends are accepted by llhttp only in lenient mode (CVE-2022-32214).
+  const bad = await rawExchange(d.ports[0], 'GET / HTTP/1.1\nHost: a\n\n', { untilClose: true });
+  t.match(bad.text, /^HTTP\/1\.1 400 /, 'still strict');
+  t.equal(upstream.received.length, 1, 'the lenient-only request never reached the upstream');
+  d.child.kill('SIGTERM');
+  t.equal(await exitOf(d.child), 0);
 });

@@ -1,0 +1,242 @@
+// Resource exhaustion (issue #6, ../shared/research/attacks.md rows 29-35):
+// slow heads, slow readers, many idle tunnels, oversized heads, descriptor
+// exhaustion and the connection cap. Memory and descriptor checks run the real
+// CLI as a child process and read its RSS and fds from /proc, so the load
+// (clients, upstreams) never counts against the gateway's figures.
+import t from 'tap';
+import net from 'node:net';
+import { once } from 'node:events';
+import { answeringUpstream, rawClient, rawExchange, rawUpstream, startGateway, upgradeRequest, waitFor } from '../helpers/net.js';
+import { inBatches, startCliGateway, statusOf } from '../helpers/exhaustion.js';
+
+const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves true once `socket` closes, false after `ms`. */
+function closedWithin(socket: net.Socket, ms: number): Promise<boolean> {
+  if (socket.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+// Row 29, CVE-2018-12122 (slowloris): a head trickled one byte at a time.
+t.test('slowloris: a head trickled one byte per 50 ms gets 408 and Connection: close at headTimeout', async (t) => {
+  const upstream = await rawUpstream(t);
+  const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`], headTimeout: 0.5 });
+  const client = await rawClient(port);
+  const request = 'GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ' + 'z'.repeat(200);
+  let i = 0;
+  const started = Date.now();
+  const trickle = setInterval(() => {
+    if (client.chunks.length === 0 && i < request.length) client.write(request[i++]);
+  }, 50);
+  t.teardown(() => clearInterval(trickle));
+  await Promise.race([once(client, 'end'), sleep(5000)]);
+  clearInterval(trickle);
+  const elapsed = Date.now() - started;
+  t.equal(statusOf(client.text()), 408, '408 Request Timeout');
+  t.match(client.text(), /\r\nConnection: close\r\n/);
+  t.ok(client.readableEnded, 'the gateway closed its side');
+  t.ok(elapsed >= 450 && elapsed < 2000, `answered after ${elapsed} ms (headTimeout 500 ms, ${i} bytes trickled)`);
+  t.equal(upstream.received.length, 0, 'the upstream never saw a connection');
+  client.destroy();
+  await waitFor(() => gw.stats().connections === 0, 3000, 'connection freed');
+});
+
+// Row 29 (CVE-2018-12122; slowhttptest -H): many slow heads at once.
+t.test('slowloris: 200 sockets trickling heads at once all get 408 at headTimeout and the gateway fds recover', async (t) => {
+  const SOCKETS = 200;
+  const upstream = await rawUpstream(t);
+  const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--head-timeout', '1', '--log-level', 'error']);
+  await sleep(100);
+  const baseFds = gw.fds();
+  const request = 'GET / HTTP/1.1\r\nHost: a\r\nX-Slow: ' + 'z'.repeat(400);
+  const clients = await inBatches(Array.from({ length: SOCKETS }), 50, async () => {
+    const c = await rawClient(gw.port);
+    c.setNoDelay(true);
+    return c;
+  });
+  t.teardown(() => clients.forEach((c) => c.destroy()));
+  const sent = new Array<number>(SOCKETS).fill(0);
+  const firstByteAt = new Array<number>(SOCKETS).fill(0);
+  const endedAt = new Array<number>(SOCKETS).fill(0);
+  clients.forEach((c, n) => c.once('end', () => (endedAt[n] = Date.now())));
+  const trickle = setInterval(() => {
+    clients.forEach((c, n) => {
+      if (c.chunks.length > 0 || c.destroyed || sent[n] >= request.length) return;
+      if (sent[n] === 0) firstByteAt[n] = Date.now();
+      c.write(request[sent[n]++]);
+    });
+  }, 100);
+  t.teardown(() => clearInterval(trickle));
+  await sleep(500);
+  const heldFds = gw.fds();
+  t.ok(heldFds >= baseFds + SOCKETS, `all ${SOCKETS} held open at once (gateway fds ${baseFds} -> ${heldFds})`);
+  await waitFor(() => endedAt.every((e) => e > 0), 10_000, 'every slow socket answered').catch(() => {});
+  clearInterval(trickle);
+  const answered = clients.filter((c) => statusOf(c.text()) === 408 && /\r\nConnection: close\r\n/.test(c.text())).length;
+  t.equal(answered, SOCKETS, '408 with Connection: close on every socket');
+  const waits = endedAt.map((e, n) => e - firstByteAt[n]);
+  const slowest = Math.max(...waits);
+  const fastest = Math.min(...waits);
+  t.ok(fastest >= 850, `none cut before headTimeout (earliest ${fastest} ms)`);
+  t.ok(slowest < 3000, `all answered soon after headTimeout (latest ${slowest} ms)`);
+  for (const c of clients) c.destroy();
+  await waitFor(() => gw.fds() <= baseFds + 2, 5000, 'gateway fds back to baseline').catch(() => {});
+  t.ok(gw.fds() <= baseFds + 2, `gateway fds recovered (${baseFds} before, ${gw.fds()} after)`);
+  t.equal(upstream.received.length, 0, 'no slow head reached the upstream');
+  t.ok(gw.alive());
+});
+
+/** A request head of exactly `size` bytes with `fields` header fields (Host included), padded in its last field. */
+function headOf(size: number, fields = 2, extra = ''): string {
+  let head = `GET / HTTP/1.1\r\nHost: a\r\n${extra}`;
+  for (let i = 2; i < fields; i++) head += `H${i}: v\r\n`;
+  const pad = size - head.length - 'X: \r\n\r\n'.length;
+  if (pad < 0) throw new Error('head too small for its fields');
+  return `${head}X: ${'a'.repeat(pad)}\r\n\r\n`;
+}
+
+// Row 33 (node maxHeaderSize 16 KiB -> 431): the default maxHeadSize is 16384.
+t.test('a request head of exactly maxHeadSize (16384) bytes is proxied; a 17 KB header line gets 431 and close', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  t.equal(gw.config.maxHeadSize, 16384, 'default maxHeadSize');
+  const exact = headOf(16384);
+  t.equal(exact.length, 16384);
+  const ok = await rawExchange(port, exact);
+  t.equal(statusOf(ok.text), 200, 'a 16384-byte head');
+  const split = await rawExchange(port, [exact.slice(0, 8000), exact.slice(8000)]);
+  t.equal(statusOf(split.text), 200, 'the same head in two writes');
+  const huge = `GET / HTTP/1.1\r\nHost: a\r\nX-Big: ${'b'.repeat(17 * 1024)}\r\n\r\n`;
+  const over = await rawExchange(port, huge, { untilClose: true });
+  t.equal(statusOf(over.text), 431, 'a 17 KiB header line');
+  t.match(over.text, /\r\nConnection: close\r\n/);
+  t.ok(over.closed, 'closed after the 431');
+  // a head that never ends: refused once past the limit, not buffered while it grows
+  const endless = await rawClient(port);
+  endless.write('GET / HTTP/1.1\r\nHost: a\r\n');
+  for (let i = 0; i < 64 && endless.chunks.length === 0; i++) {
+    endless.write(`X-${i}: ${'c'.repeat(1000)}\r\n`);
+    await sleep(5);
+  }
+  await waitFor(() => endless.readableEnded, 5000, 'the gateway to end the endless head').catch(() => {});
+  t.ok(endless.readableEnded, 'a head growing without end is ended by the gateway');
+  t.equal(statusOf(endless.text()), 431, 'with a 431');
+  endless.destroy();
+  const requests = upstream.received.map((_, n) => upstream.text(n)).join('').match(/^GET \/ HTTP\/1\.1\r\n/gm) ?? [];
+  t.equal(requests.length, 2, 'only the two good heads went upstream');
+});
+
+// Row 34, ws CVE-2024-37890 / GHSA-3h5v-q93c-6h6q: headers past a count limit
+// silently dropped left the WebSocket key undefined. wsgate counts every field
+// line of the head (Host included) against maxHeaders (default 100) and refuses
+// the excess outright, so a truncated set is never forwarded.
+t.test('100 header fields (the default maxHeaders) are proxied, 101 get 431; 2000 fillers before the WebSocket headers get 431', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  t.equal(gw.config.maxHeaders, 100, 'default maxHeaders');
+  const fields = (n: number) => `GET / HTTP/1.1\r\nHost: a\r\n${Array.from({ length: n - 1 }, (_, i) => `H${i}: v\r\n`).join('')}\r\n`;
+  const ok = await rawExchange(port, fields(100));
+  t.equal(statusOf(ok.text), 200, '100 fields, Host included');
+  t.match(upstream.text(), /\r\nH98: v\r\n/, 'the last field went upstream');
+  const over = await rawExchange(port, fields(101), { untilClose: true });
+  t.equal(statusOf(over.text), 431, '101 fields');
+  t.match(over.text, /\r\nConnection: close\r\n/);
+  t.ok(over.closed);
+  const fillers = Array.from({ length: 2000 }, (_, i) => `h${i}: x\r\n`).join('');
+  const ws = await rawExchange(port, upgradeRequest('/', '', 'a').replace('\r\n', `\r\n${fillers}`), { untilClose: true });
+  t.equal(statusOf(ws.text), 431, '2000 fillers then the WebSocket headers');
+  t.ok(ws.closed);
+  const requests = upstream.received.map((_, n) => upstream.text(n)).join('').match(/^GET \/ HTTP\/1\.1\r\n/gm) ?? [];
+  t.equal(requests.length, 1, 'only the 100-field request reached the upstream');
+});
+
+// Row 33, second half: an upstream response head of 64 KB (or thousands of
+// fields) is a bad response (502), never a crash; wsgate's response limits are
+// 64 KiB and 2 x maxHeaders fields.
+t.test('an oversized upstream response head is a 502 and the gateway keeps serving', async (t) => {
+  const heads: Record<string, string> = {
+    fields100: `HTTP/1.1 200 OK\r\n${Array.from({ length: 99 }, (_, i) => `H${i}: v\r\n`).join('')}Content-Length: 2\r\n\r\nok`,
+    big: `HTTP/1.1 200 OK\r\nX-Big: ${'b'.repeat(64 * 1024)}\r\nContent-Length: 2\r\n\r\nok`,
+    many: `HTTP/1.1 200 OK\r\n${Array.from({ length: 2000 }, (_, i) => `h${i}: x\r\n`).join('')}Content-Length: 2\r\n\r\nok`,
+    upgrade: `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Big: ${'b'.repeat(70 * 1024)}\r\n\r\n`,
+  };
+  const upstream = await answeringUpstream(t, (head, socket) => {
+    const which = /^GET \/(\w+)/.exec(head)![1];
+    socket.write(heads[which]);
+  });
+  const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  const errors: string[] = [];
+  gw.on('connectionError', (err) => errors.push(err.code));
+  const fine = await rawExchange(port, 'GET /fields100 HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.equal(statusOf(fine.text), 200, 'a 100-field response head is relayed');
+  t.match(fine.text, /\r\nH98: v\r\n/);
+  for (const which of ['big', 'many']) {
+    const res = await rawExchange(port, `GET /${which} HTTP/1.1\r\nHost: a\r\n\r\n`, { untilClose: true });
+    t.equal(statusOf(res.text), 502, `${which}: 502`);
+    t.notMatch(res.text, /bbbb|h1999/, `${which}: nothing of the bad head reaches the client`);
+  }
+  const ws = await rawExchange(port, upgradeRequest('/upgrade', '', 'a'), { untilClose: true });
+  t.equal(statusOf(ws.text), 502, 'a 101 with a 70 KB head: 502, no tunnel');
+  t.same(errors, ['WSG_ERR_UPSTREAM_BAD_RESPONSE', 'WSG_ERR_UPSTREAM_BAD_RESPONSE', 'WSG_ERR_UPSTREAM_BAD_RESPONSE']);
+  t.equal(gw.stats().tunnels, 0);
+  const again = await rawExchange(port, 'GET /fields100 HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.equal(statusOf(again.text), 200, 'still serving');
+});
+
+// Row 32 (Envoy WebSocketConnectionIdleTimeout; nginx limit_conn): the
+// connection cap counts idle heads, keep-alive connections and tunnels alike.
+t.test('maxConnections: the N+1-th connection gets 503 with Connection: close; after one closes a new one is served', async (t) => {
+  const upstream = await answeringUpstream(t, (head, socket) => {
+    if (/\r\nupgrade:/i.test(head)) {
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n');
+      socket.on('data', (c) => socket.write(c));
+      socket.on('end', () => socket.end());
+    } else socket.write(OK);
+  });
+  const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`], maxConnections: 3 });
+  const errors: string[] = [];
+  gw.on('connectionError', (err) => errors.push(err.code));
+  const idleHead = await rawClient(port);
+  idleHead.write('GET / HTTP/1.1\r\nHo');
+  const keepAlive = await rawClient(port);
+  keepAlive.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitFor(() => keepAlive.text().endsWith('\r\n\r\nok'), 3000, 'keep-alive answer');
+  const tunnel = await rawClient(port);
+  tunnel.write(upgradeRequest('/', '', 'a'));
+  await waitFor(() => tunnel.text().includes('\r\n\r\n'), 3000, '101');
+  t.teardown(() => [idleHead, keepAlive, tunnel].forEach((s) => s.destroy()));
+  await waitFor(() => gw.stats().connections === 3, 3000, 'three open');
+  t.equal(gw.stats().tunnels, 1);
+  const refused = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n', { untilClose: true, timeoutMs: 3000 });
+  t.match(refused.text, /^HTTP\/1\.1 503 Service Unavailable\r\n/, 'the fourth: 503');
+  t.match(refused.text, /\r\nConnection: close\r\n/);
+  t.ok(refused.closed, 'and closed');
+  // a refused client that keeps its side open is not kept half-open: after the
+  // gateway's grace (1 s) its socket is gone and a late write meets a reset
+  const lingering = await rawClient(port);
+  await waitFor(() => lingering.readableEnded, 3000, 'the 503 and FIN');
+  t.match(lingering.text(), /^HTTP\/1\.1 503 /);
+  await sleep(1600);
+  // (a released socket answers the first late write with a reset, the next write then fails)
+  lingering.write('late');
+  await sleep(200);
+  lingering.write('later');
+  t.ok(await closedWithin(lingering, 3000), 'the refused socket was released by the gateway');
+  t.same(errors, ['WSG_ERR_TOO_MANY_CONNECTIONS', 'WSG_ERR_TOO_MANY_CONNECTIONS']);
+  tunnel.write('still here');
+  await waitFor(() => tunnel.text().endsWith('still here'), 3000, 'the open tunnel still echoes');
+  tunnel.end();
+  await waitFor(() => gw.stats().connections === 2, 3000, 'a slot freed');
+  const served = await rawExchange(port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.equal(statusOf(served.text), 200, 'a new connection is served');
+  idleHead.destroy();
+  keepAlive.destroy();
+  await waitFor(() => gw.stats().connections === 0, 3000, 'all closed');
+});

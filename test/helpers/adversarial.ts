@@ -1,0 +1,96 @@
+// The row runner of test/adversarial/: one top-level t.test per row (CI counts
+// them), raw bytes sent in one write or one byte per write, and the checks a
+// refusal always makes. Sources of the rows: ../shared/research/attacks.md.
+
+import { createRequire } from 'node:module';
+import t, { type Test } from 'tap';
+import { completeResponses, rawClient, type RawUpstream } from './net.js';
+
+export type WriteMode = 'one write' | 'one byte per write';
+export const BOTH_MODES: readonly WriteMode[] = ['one write', 'one byte per write'];
+
+/** Registers `body` as one top-level subtest per row, and per write mode when `modes` has several. */
+export function eachRow<R extends { name: string }>(
+  rows: readonly R[],
+  body: (t: Test, row: R, mode: WriteMode) => Promise<void>,
+  modes: readonly WriteMode[] = ['one write'],
+): void {
+  for (const row of rows) {
+    for (const mode of modes) t.test(modes.length > 1 ? `${row.name} [${mode}]` : row.name, (tt) => body(tt, row, mode));
+  }
+}
+
+export const settle = (ms = 50) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Opens a raw client, sends `raw` (latin1) as `mode` says, and collects bytes
+ * until the gateway closes, a complete final response arrived (then 30 ms more,
+ * to see a close), or `timeoutMs`.
+ */
+export async function send(port: number, raw: string | Buffer, mode: WriteMode = 'one write', timeoutMs = 3000): Promise<{ text: string; closed: boolean }> {
+  const client = await rawClient(port);
+  client.setNoDelay(true);
+  client.on('end', () => client.end());
+  const head = /^HEAD /.test(raw.toString());
+  const done = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    client.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    client.on('data', () => {
+      if (completeResponses(Buffer.concat(client.chunks), head) === 0) return;
+      setTimeout(() => resolve(client.destroyed || client.readableEnded), 30);
+    });
+  });
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
+  if (mode === 'one write') client.write(bytes);
+  else {
+    // a fresh macrotask per byte, so the gateway reads them one by one
+    for (let i = 0; i < bytes.length && client.writable; i++) {
+      client.write(bytes.subarray(i, i + 1));
+      await new Promise((r) => setImmediate(r));
+    }
+  }
+  const closed = await done;
+  client.destroy();
+  return { text: client.text(), closed };
+}
+
+/** The gateway answered `status` with `Connection: close` and closed the connection. */
+export function assertRefused(t: Test, res: { text: string; closed: boolean }, status = 400): void {
+  t.match(res.text, new RegExp(`^HTTP/1\\.1 ${status} `), `answered ${status}`);
+  t.match(res.text, /\r\nConnection: close\r\n/, 'Connection: close');
+  t.ok(res.closed, 'connection closed');
+}
+
+/** After a short settle, the upstream has had no connection at all. */
+export async function assertNothingUpstream(t: Test, upstream: RawUpstream): Promise<void> {
+  await settle();
+  t.equal(upstream.received.length, 0, 'no upstream connection');
+}
+
+const require = createRequire(import.meta.url);
+const { HTTPParser } = require('_http_common');
+
+/** The requests in `bytes` (latin1) as node's own strict parser reads them, independent of the gateway's code; complete ones only. */
+export function parseRequests(bytes: string): Array<{ url: string; headers: string[]; body: string }> {
+  const parser = new HTTPParser();
+  parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
+  const done: Array<{ url: string; headers: string[]; body: string }> = [];
+  let current = { url: '', headers: [] as string[], body: '' };
+  parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[], _method: number, url: string) => {
+    current = { url, headers, body: '' };
+    return 0;
+  };
+  parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
+    current.body += chunk.toString('latin1');
+  };
+  parser[HTTPParser.kOnMessageComplete] = () => {
+    done.push(current);
+  };
+  parser.execute(Buffer.from(bytes, 'latin1')); // returns (not throws) an error: what parsed is counted
+  return done;
+}
+
+export const completeRequests = (bytes: string): number => parseRequests(bytes).length;

@@ -3,6 +3,7 @@
 // refusal always makes. Sources of the rows: ../shared/research/attacks.md.
 
 import { createRequire } from 'node:module';
+import type net from 'node:net';
 import t, { type Test } from 'tap';
 import { completeResponses, rawClient, type RawUpstream } from './net.js';
 
@@ -43,18 +44,23 @@ export async function send(port: number, raw: string | Buffer, mode: WriteMode =
       setTimeout(() => resolve(client.destroyed || client.readableEnded), 30);
     });
   });
-  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
-  if (mode === 'one write') client.write(bytes);
-  else {
-    // a fresh macrotask per byte, so the gateway reads them one by one
-    for (let i = 0; i < bytes.length && client.writable; i++) {
-      client.write(bytes.subarray(i, i + 1));
-      await new Promise((r) => setImmediate(r));
-    }
-  }
+  await write(client, raw, mode);
   const closed = await done;
   client.destroy();
   return { text: client.text(), closed };
+}
+
+/** Writes `raw` (latin1) to `socket` in one write, or one byte per macrotask so the gateway reads them one by one. */
+export async function write(socket: net.Socket, raw: string | Buffer, mode: WriteMode): Promise<void> {
+  const bytes = typeof raw === 'string' ? Buffer.from(raw, 'latin1') : raw;
+  if (mode === 'one write') {
+    socket.write(bytes);
+    return;
+  }
+  for (let i = 0; i < bytes.length && socket.writable; i++) {
+    socket.write(bytes.subarray(i, i + 1));
+    await new Promise((r) => setImmediate(r));
+  }
 }
 
 /** The gateway answered `status` with `Connection: close` and closed the connection. */

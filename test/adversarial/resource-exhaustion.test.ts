@@ -6,11 +6,18 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { answeringUpstream, rawClient, rawExchange, rawUpstream, startGateway, upgradeRequest, waitFor } from '../helpers/net.js';
-import { inBatches, startCliGateway, statusOf } from '../helpers/exhaustion.js';
+import { answeringUpstream, rawClient, rawExchange, rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
+import { MiB, inBatches, peakWhile, startCliGateway, statusOf } from '../helpers/exhaustion.js';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `promise`, or undefined after `ms` (the timer does not outlive it). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<undefined>((r) => (timer = setTimeout(r, ms)));
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
 
 /** Resolves true once `socket` closes, false after `ms`. */
 function closedWithin(socket: net.Socket, ms: number): Promise<boolean> {
@@ -36,7 +43,7 @@ t.test('slowloris: a head trickled one byte per 50 ms gets 408 and Connection: c
     if (client.chunks.length === 0 && i < request.length) client.write(request[i++]);
   }, 50);
   t.teardown(() => clearInterval(trickle));
-  await Promise.race([once(client, 'end'), sleep(5000)]);
+  await within(once(client, 'end'), 5000);
   clearInterval(trickle);
   const elapsed = Date.now() - started;
   t.equal(statusOf(client.text()), 408, '408 Request Timeout');
@@ -239,4 +246,145 @@ t.test('maxConnections: the N+1-th connection gets 503 with Connection: close; a
   idleHead.destroy();
   keepAlive.destroy();
   await waitFor(() => gw.stats().connections === 0, 3000, 'all closed');
+});
+
+/**
+ * Writes 64 KiB chunks to `socket` as fast as it drains, up to `limit` bytes or
+ * until it closes. `progress.written` counts what was handed to the kernel side;
+ * `progress.lastDrainAt` is when the far side last took bytes.
+ */
+function flood(socket: net.Socket, limit: number) {
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const progress = { written: 0, lastDrainAt: Date.now(), closedAt: 0 };
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  void closed.then(() => (progress.closedAt = Date.now()));
+  const pump = () => {
+    while (!socket.destroyed && progress.written < limit) {
+      progress.written += chunk.length;
+      if (!socket.write(chunk)) return;
+    }
+  };
+  socket.on('drain', () => {
+    progress.lastDrainAt = Date.now();
+    pump();
+  });
+  pump();
+  return { progress, closed };
+}
+
+// Row 31 (nginx send_timeout; slowhttptest -X "slow read"): the upstream
+// streams 256 MiB to a client that never reads. Backpressure must stop the
+// gateway reading the upstream, and sendTimeout must end the exchange.
+t.test('slow read: a client that never reads a 256 MiB response is cut at sendTimeout; gateway RSS grows < 64 MiB', async (t) => {
+  const size = 256 * MiB;
+  let stream: ReturnType<typeof flood> | null = null;
+  const upstream = await answeringUpstream(t, (head, socket) => {
+    if (head.startsWith('GET /warm ')) {
+      socket.write(OK);
+      return;
+    }
+    socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${size}\r\n\r\n`);
+    stream = flood(socket, size);
+  });
+  const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--send-timeout', '1', '--read-timeout', '30', '--log-level', 'warn']);
+  const warm = await rawExchange(gw.port, 'GET /warm HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.equal(statusOf(warm.text), 200);
+  await sleep(100);
+  const base = gw.rssKiB();
+  const client = net.connect({ port: gw.port, host: '127.0.0.1' });
+  client.on('error', () => {});
+  await once(client, 'connect');
+  client.pause(); // never read: only the kernel buffers and node's 16 KiB readable buffer fill
+  client.write('GET /big HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitFor(() => stream !== null, 5000, 'the upstream to start streaming');
+  const { progress, closed } = stream!;
+  const ended = within(closed, 15_000);
+  const peak = await peakWhile(() => gw.rssKiB(), ended);
+  t.ok(progress.closedAt > 0, 'the gateway closed the upstream connection');
+  const growth = (peak - base) / 1024;
+  t.ok(growth < 64, `gateway RSS grew ${growth.toFixed(1)} MiB (base ${(base / 1024).toFixed(1)} MiB) while the upstream pushed ${(progress.written / MiB).toFixed(1)} MiB`);
+  t.ok(progress.written < size, 'backpressure: the upstream could not push the whole body');
+  const stalledFor = progress.closedAt - progress.lastDrainAt;
+  t.ok(stalledFor >= 800 && stalledFor < 5000, `cut ${stalledFor} ms after the last progress (sendTimeout 1 s)`);
+  t.match(gw.stderr(), /WSG_ERR_DOWNSTREAM_TIMEOUT/, 'logged as a downstream timeout');
+  // the client, reading at last, finds a cut response, never a complete-looking one
+  let received = 0;
+  client.on('data', (c: Buffer) => (received += c.length));
+  client.resume();
+  t.ok(await closedWithin(client, 10_000), 'the client connection was closed');
+  t.ok(received < size, `the client got ${(received / MiB).toFixed(1)} MiB of the ${size / MiB} MiB body`);
+  t.ok(gw.alive());
+});
+
+// Row 31, inside a tunnel: the upstream floods a client that stopped reading.
+// The tunnel pauses the upstream on write() === false, and, no byte moving
+// either way, tunnelTimeout closes both sides.
+t.test('slow read in a tunnel: an upstream flooding a client that stopped reading is held by backpressure, closed at tunnelTimeout', async (t) => {
+  const size = 256 * MiB;
+  let stream: ReturnType<typeof flood> | null = null;
+  const upstream = await answeringUpstream(t, (_head, socket) => {
+    socket.write(switchingProtocols());
+    socket.on('end', () => socket.end());
+    if (_head.startsWith('GET /warm ')) socket.on('data', (c) => socket.write(c));
+    else stream = flood(socket, size);
+  });
+  const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--tunnel-timeout', '1', '--log-level', 'debug']);
+  const warm = await rawClient(gw.port);
+  warm.write(upgradeRequest('/warm', '', 'a'));
+  await waitFor(() => warm.text().includes('\r\n\r\n'), 5000, 'warm-up 101');
+  warm.write('ping');
+  await waitFor(() => warm.text().endsWith('ping'), 5000, 'warm-up echo');
+  warm.end();
+  await waitFor(() => /tunnel closed[^\n]*reason=done/.test(gw.stderr()), 5000, 'warm-up tunnel closed');
+  await sleep(100);
+  const base = gw.rssKiB();
+  const client = net.connect({ port: gw.port, host: '127.0.0.1' });
+  client.on('error', () => {});
+  await once(client, 'connect');
+  client.pause();
+  client.write(upgradeRequest('/', '', 'a'));
+  await waitFor(() => stream !== null, 5000, 'the upstream to start flooding');
+  const { progress, closed } = stream!;
+  const peak = await peakWhile(() => gw.rssKiB(), within(closed, 15_000));
+  t.ok(progress.closedAt > 0, 'the tunnel was closed');
+  const growth = (peak - base) / 1024;
+  t.ok(growth < 64, `gateway RSS grew ${growth.toFixed(1)} MiB while the upstream pushed ${(progress.written / MiB).toFixed(1)} MiB`);
+  t.ok(progress.written < size, 'backpressure: the upstream could not push 256 MiB');
+  const stalledFor = progress.closedAt - progress.lastDrainAt;
+  t.ok(stalledFor >= 800 && stalledFor < 5000, `closed ${stalledFor} ms after the last byte moved (tunnelTimeout 1 s)`);
+  t.match(gw.stderr(), /tunnel closed[^\n]*reason=idle/, 'closed as idle');
+  client.resume();
+  t.ok(await closedWithin(client, 10_000), 'the client side was closed too');
+  t.ok(gw.alive());
+});
+
+// Row 31, the other direction: a client floods an upstream that stopped reading.
+t.test('slow read in a tunnel: a client flooding an upstream that stopped reading is held by backpressure, closed at tunnelTimeout', async (t) => {
+  const size = 256 * MiB;
+  const upstream = await answeringUpstream(t, (_head, socket) => {
+    socket.write(switchingProtocols());
+    socket.pause(); // takes the 101's request head, then never reads again
+  });
+  const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--tunnel-timeout', '1', '--log-level', 'debug']);
+  await sleep(100);
+  const base = gw.rssKiB();
+  const client = await rawClient(gw.port);
+  client.write(upgradeRequest('/', '', 'a'));
+  await waitFor(() => client.text().includes('\r\n\r\n'), 5000, '101');
+  t.match(client.text(), /^HTTP\/1\.1 101 /);
+  const { progress, closed } = flood(client, size);
+  const peak = await peakWhile(() => gw.rssKiB(), within(closed, 15_000));
+  t.ok(progress.closedAt > 0, 'the tunnel was closed');
+  const growth = (peak - base) / 1024;
+  t.ok(growth < 64, `gateway RSS grew ${growth.toFixed(1)} MiB while the client pushed ${(progress.written / MiB).toFixed(1)} MiB`);
+  t.ok(progress.written < size, 'backpressure: the client could not push 256 MiB');
+  const stalledFor = progress.closedAt - progress.lastDrainAt;
+  t.ok(stalledFor >= 800 && stalledFor < 5000, `closed ${stalledFor} ms after the last byte moved (tunnelTimeout 1 s)`);
+  t.match(gw.stderr(), /tunnel closed[^\n]*reason=idle/, 'closed as idle');
+  // the upstream, reading at last, finds the end of the tunnel behind the buffered bytes
+  const up = upstream.sockets[0];
+  up.resume();
+  await waitFor(() => up.readableEnded || up.destroyed, 10_000, 'upstream side closed').catch(() => {});
+  t.ok(up.readableEnded || up.destroyed, 'the upstream side was closed too');
+  t.ok(gw.alive());
 });

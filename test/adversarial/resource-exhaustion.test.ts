@@ -15,7 +15,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** `promise`, or undefined after `ms` (the timer does not outlive it). */
 function within<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = new Promise<undefined>((r) => (timer = setTimeout(r, ms)));
+  const expired = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
   return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
 }
 

@@ -7,7 +7,30 @@ import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { headEnd, switchingProtocols, upgradeRequest, waitFor, type Teardown } from './net.js';
+import type { Test } from 'tap';
+import type { Gateway } from '../../lib/index.js';
+import { headEnd, rawExchange, switchingProtocols, upgradeRequest, waitFor, type Teardown } from './net.js';
+
+/** Resolves `promise` or rejects after `ms`: every wait in the fault tests is bounded. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The gateway in front of a `scriptedUpstream` serves the next client normally:
+ * one plain request and one tunnel round trip, both clean, nothing left open.
+ */
+export async function servesNormally(t: Test, port: number, gw: Gateway): Promise<void> {
+  const res = await rawExchange(port, 'GET /ok HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  t.match(res.text, /^HTTP\/1\.1 200 OK\r\n[^]*\r\n\r\nup \/ok$/, 'the next request is answered');
+  const tunnel = await TunnelClient.open(port, '/ok-ws');
+  await tunnel.roundTrip('next tunnel echoes');
+  tunnel.socket.end();
+  await within(tunnel.socket.gone, 5000, 'clean tunnel close');
+  await waitFor(() => gw.stats().connections === 0, 5000, 'no connection left open');
+}
 
 /** Open descriptors of this process (`'self'`) or of a child, counted in /proc/PID/fd. */
 export function openFds(pid: number | 'self' = 'self'): number {
@@ -31,6 +54,8 @@ export interface ScriptedUpstream {
   heads: string[];
   /** Upstream sockets still open. */
   open: Set<net.Socket>;
+  /** Connections accepted so far. */
+  accepted(): number;
   close(): Promise<void>;
 }
 
@@ -39,16 +64,21 @@ export interface ScriptedUpstream {
  * (return true when the script took the socket over). Otherwise it behaves like
  * a real server: a WebSocket handshake gets a valid 101 and then every byte is
  * echoed; any other request gets `200` with a body naming `tag` and the path,
- * kept alive. A FIN is answered with a FIN, as servers do.
+ * then `Connection: close` (or kept alive with `keepAlive`: the gateway pools
+ * the connection). A FIN is answered with a FIN, as servers do. By default no
+ * pooled connection outlives its request, so each fault meets a fresh one and
+ * descriptor counts compare exactly.
  */
 export async function scriptedUpstream(
   t: Teardown,
   onRequest: (head: string, socket: net.Socket) => boolean = () => false,
-  tag = 'up',
+  { tag = 'up', keepAlive = false }: { tag?: string; keepAlive?: boolean } = {},
 ): Promise<ScriptedUpstream> {
   const heads: string[] = [];
   const open = new Set<net.Socket>();
+  let accepted = 0;
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    accepted++;
     open.add(socket);
     socket.on('close', () => open.delete(socket));
     socket.on('error', () => {});
@@ -75,7 +105,12 @@ export async function scriptedUpstream(
         }
         const path = head.split(' ')[1];
         const body = `${tag} ${path}`;
-        socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        if (keepAlive) {
+          socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+        } else {
+          socket.end(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+          return;
+        }
       }
     };
     socket.on('data', onData);
@@ -87,13 +122,14 @@ export async function scriptedUpstream(
     await new Promise((r) => server.close(r));
   };
   t.teardown(close);
-  return { port: (server.address() as net.AddressInfo).port, heads, open, close };
+  return { port: (server.address() as net.AddressInfo).port, heads, open, accepted: () => accepted, close };
 }
 
 /** A raw client: records what it receives, answers the proxy's FIN with its own (as HTTP and WebSocket clients do). */
 export interface RawPeer extends net.Socket {
   chunks: Buffer[];
   text(): string;
+  /** Resolves once the socket is closed (never rejects). */
   gone: Promise<void>;
   /** The error the socket saw, if any (ECONNRESET: the peer reset). */
   error: NodeJS.ErrnoException | null;
@@ -261,4 +297,10 @@ export async function startEchoUpstreamProcess(t: Teardown): Promise<Child & { p
   const c = track(child, t);
   const m = await waitForLine(c, /port (\d+)/, 'echo upstream');
   return { ...c, port: Number(m[1]) };
+}
+
+/** Resolves once `socket` is closed, whatever the reason (unlike `once`, an 'error' does not reject). */
+export function closed(socket: net.Socket): Promise<void> {
+  if (socket.destroyed) return Promise.resolve();
+  return new Promise((r) => socket.once('close', () => r()));
 }

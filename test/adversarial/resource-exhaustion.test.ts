@@ -390,3 +390,58 @@ t.test('slow read in a tunnel: a client flooding an upstream that stopped readin
   t.ok(up.readableEnded || up.destroyed, 'the upstream side was closed too');
   t.ok(gw.alive());
 });
+
+// Row 35 (node net.Server 'error' "accept EMFILE"): the gateway's descriptor
+// table is full. The process must live, clients past the table must not hang,
+// an upstream connect that cannot get a descriptor must be answered, and
+// accepting must resume once descriptors are free.
+t.test('EMFILE: under ulimit -n 64 the gateway survives more clients than descriptors, answers 502 when it cannot dial, and recovers', async (t) => {
+  const upstream = await answeringUpstream(t, (head, socket) => {
+    if (/\r\nupgrade:/i.test(head)) socket.write(switchingProtocols());
+    else socket.write(OK);
+  });
+  const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--head-timeout', '30', '--log-level', 'info'], { fdLimit: 64 });
+  await sleep(100);
+  const baseFds = gw.fds();
+  t.ok(baseFds < 40, `the gateway starts with ${baseFds} descriptors of 64`);
+  // two clients accepted before the table fills; they send their requests later
+  const plain = await rawClient(gw.port);
+  const upgrade = await rawClient(gw.port);
+  await waitFor(() => gw.fds() >= baseFds + 2, 5000, 'the two early clients accepted');
+  const EXCESS = 100;
+  const fillers = await inBatches(Array.from({ length: EXCESS }), 10, () => rawClient(gw.port));
+  t.teardown(() => [plain, upgrade, ...fillers].forEach((s) => s.destroy()));
+  await waitFor(() => fillers.filter((c) => c.destroyed || c.readableEnded).length + gw.fds() - baseFds - 2 >= EXCESS - 2, 10_000, 'every filler accepted or turned away').catch(() => {});
+  await sleep(300);
+  const turnedAway = fillers.filter((c) => c.destroyed || c.readableEnded);
+  const held = fillers.length - turnedAway.length;
+  t.ok(turnedAway.length > 0, `the table filled: ${held} fillers held, ${turnedAway.length} turned away (gateway fds ${gw.fds()})`);
+  t.ok(turnedAway.every((c) => c.text() === '' || statusOf(c.text()) === 503), 'a turned-away client gets nothing or a 503, never a hang');
+  t.ok(gw.alive(), 'alive with its table full');
+  // no busy loop on the listening socket while the table is full (clock ticks: 100/s)
+  const cpuBefore = gw.cpuTicks();
+  const late = await inBatches(Array.from({ length: 20 }), 5, () => rawClient(gw.port));
+  t.teardown(() => late.forEach((s) => s.destroy()));
+  await sleep(1000);
+  const cpu = gw.cpuTicks() - cpuBefore;
+  t.ok(cpu < 50, `gateway CPU over 1 s with a full table and 20 more clients: ${cpu * 10} ms`);
+  plain.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  upgrade.write(upgradeRequest('/', '', 'a'));
+  await waitFor(() => plain.readableEnded && upgrade.readableEnded, 5000, 'both early clients answered').catch(() => {});
+  t.ok([502, 503].includes(statusOf(plain.text())), `a request that cannot dial upstream: ${plain.text().split('\r\n')[0]}`);
+  t.ok([502, 503].includes(statusOf(upgrade.text())), `an upgrade that cannot dial upstream: ${upgrade.text().split('\r\n')[0]}`);
+  t.match(gw.stderr(), /EMFILE/, 'the failed dial is logged with its cause');
+  t.equal(upstream.received.length, 0, 'nothing reached the upstream');
+  t.ok(gw.alive(), 'alive after the failed dials');
+  for (const c of [plain, upgrade, ...fillers, ...late]) c.destroy();
+  await waitFor(() => gw.fds() <= baseFds + 1, 5000, 'descriptors freed').catch(() => {});
+  t.ok(gw.fds() <= baseFds + 1, `descriptors back to ${gw.fds()} (base ${baseFds})`);
+  const res = await rawExchange(gw.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.equal(statusOf(res.text), 200, 'a new client is served normally');
+  const ws = await rawClient(gw.port);
+  ws.write(upgradeRequest('/', '', 'a'));
+  await waitFor(() => ws.text().includes('\r\n\r\n'), 5000, 'a new upgrade answered').catch(() => {});
+  t.match(ws.text(), /^HTTP\/1\.1 101 /, 'and a new tunnel opens');
+  ws.destroy();
+  t.ok(gw.alive());
+});

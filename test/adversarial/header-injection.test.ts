@@ -1,0 +1,90 @@
+// Header and request splitting (attacks.md #19, #26, #27). What wsgate writes
+// upstream comes from the config or from the request: config values that could
+// split a line are refused when the config is read, with the field named;
+// request bytes are forwarded as llhttp parsed them, never decoded into a
+// line break. Hop-by-hop nomination (RFC 9110 §7.6.1) cannot take away
+// Host, framing or wsgate's own forwarding fields.
+import { createGateway, type GatewayConfig, type LocationConfig } from '../../lib/index.js';
+import { eachRow, send, settle } from '../helpers/adversarial.js';
+import { answeringUpstream, rawUpstream, startGateway, switchingProtocols, upgradeRequest } from '../helpers/net.js';
+
+const U = 'http://127.0.0.1:1';
+const at = (loc: Partial<LocationConfig>): GatewayConfig => ({ servers: [{ locations: [{ path: '/', upstream: U, ...loc }] }] });
+const FIELD = 'servers[0].locations[0]';
+
+const configs: Array<{ name: string; config: GatewayConfig; field: string | null }> = [
+  // control: a clean config is accepted, so each refusal below is the value's doing
+  { name: 'control: clean setHeaders and upstream path are accepted', config: at({ upstream: `${U}/v1/`, setHeaders: { 'X-A': 'a b' } }), field: null },
+  // CVE-2018-12116 class; RFC 9110 §5.5: a field value never holds CR or LF
+  { name: 'setHeaders value with CR LF', config: at({ setHeaders: { 'X-A': 'a\r\nX-Injected: yes' } }), field: `${FIELD}.setHeaders.X-A` },
+  // RFC 9112 §2.2: a bare LF ends a line for lenient parsers
+  { name: 'setHeaders value with LF', config: at({ setHeaders: { 'X-A': 'a\nX-Injected: yes' } }), field: `${FIELD}.setHeaders.X-A` },
+  // RFC 9110 §5.5; HTTP Garden server 2: NUL truncates in C upstreams
+  { name: 'setHeaders value with NUL', config: at({ setHeaders: { 'X-A': 'a\0b' } }), field: `${FIELD}.setHeaders.X-A` },
+  // RFC 9110 §5.1: a field name is a token
+  { name: 'setHeaders name with CR LF and a colon', config: at({ setHeaders: { 'X-A: b\r\nX': 'v' } }), field: `${FIELD}.setHeaders` },
+  // RFC 9110 §5.1
+  { name: 'removeHeaders name with CR LF', config: at({ removeHeaders: ['X\r\nY'] }), field: `${FIELD}.removeHeaders[0]` },
+  // attacks.md #19: a route rewrite from config must not split the request line
+  { name: 'upstream path with CR LF', config: at({ upstream: `${U}/a\r\nX-Injected: y` }), field: `${FIELD}.upstream` },
+  // attacks.md #19
+  { name: 'upstream path with LF', config: at({ upstream: `${U}/a\nb` }), field: `${FIELD}.upstream` },
+  // attacks.md #19
+  { name: 'upstream host with CR LF', config: at({ upstream: 'http://127.0.0.1\r\nX: y:1/' }), field: `${FIELD}.upstream` },
+  // attacks.md #19
+  { name: 'location path with CR LF', config: at({ path: '/a\r\nX' }), field: `${FIELD}.path` },
+  // RFC 9110 §7.2: a host name has no CR LF
+  { name: 'server name with CR LF', config: { servers: [{ names: ['a\r\nb'], locations: [{ path: '/', upstream: U }] }] }, field: 'servers[0].names[0]' },
+  // attacks.md #19, the CLI form
+  { name: 'routes shorthand with CR LF', config: { routes: [`/=${U}/a\r\nX: y`] }, field: 'routes[0]' },
+];
+
+eachRow(configs, async (t, row) => {
+  if (row.field === null) {
+    t.doesNotThrow(() => createGateway(row.config));
+    return;
+  }
+  t.throws(() => createGateway(row.config), { name: 'ConfigError', code: 'WSG_ERR_CONFIG', field: row.field });
+});
+
+// Request-derived values: sent as the client's bytes, never decoded into a line break.
+const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+const requests: Array<{ name: string; raw: string; status: number; sent?: RegExp; notSent?: RegExp; answer?: string; early?: boolean }> = [
+  // attacks.md #19: percent-escapes stay escapes (upper-cased by normalisation), never CR LF
+  { name: 'an encoded CR LF in the path stays encoded', raw: 'GET /ws/%0d%0aX:%20y HTTP/1.1\r\nHost: a\r\n\r\n', status: 200, sent: /^GET \/ws\/%0D%0AX:%20y HTTP\/1\.1\r\n/, notSent: /\r\nX:/ },
+  // CVE-2018-12116: UTF-8 bytes in the target are refused, never narrowed to latin1 CR LF
+  { name: 'UTF-8 of U+010D U+010A in the request-target is refused', raw: 'GET /\xc4\x8d\xc4\x8aX: HTTP/1.1\r\nHost: a\r\n\r\n', status: 400 },
+  // CVE-2018-12116: obs-text in a value goes through byte for byte (latin1 both ways)
+  { name: 'UTF-8 of U+010D U+010A in a header value passes byte for byte', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX-U: a\xc4\x8d\xc4\x8aX-B: b\r\n\r\n', status: 200, sent: /\r\nX-U: a\xc4\x8d\xc4\x8aX-B: b\r\n/, notSent: /\r\nX-B:/ },
+  // attacks.md #19: an encoded CR LF in Host is not decoded
+  { name: 'an encoded CR LF in Host stays encoded', raw: 'GET / HTTP/1.1\r\nHost: a%0d%0aX:y\r\n\r\n', status: 200, sent: /\r\nHost: a%0d%0aX:y\r\n/, notSent: /\r\nX:y/ },
+  // N. Davison 2019; attacks.md #26: nominating X-Forwarded-For cannot drop wsgate's own
+  { name: 'Connection: close, X-Forwarded-For', raw: 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Forwarded-For\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n', status: 200, sent: /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/, notSent: /6\.6\.6\.6|X-Forwarded-For:[^]*X-Forwarded-For:/ },
+  // N. Davison 2019; attacks.md #26: nominating X-Real-IP and X-Forwarded-Proto
+  { name: 'Connection: X-Real-IP, X-Forwarded-Proto', raw: 'GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Real-IP, X-Forwarded-Proto\r\n\r\n', status: 200, sent: /\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\nX-Real-IP: 127\.0\.0\.1\r\n/ },
+  // RFC 9110 §7.6.1; attacks.md #26: a nominated end-to-end field is hop-by-hop
+  { name: 'Connection: keep-alive, Authorization drops Authorization', raw: 'GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Authorization\r\nAuthorization: Basic eDp5\r\n\r\n', status: 200, sent: /^GET \/ HTTP\/1\.1\r\nHost: a\r\n/, notSent: /Authorization/ },
+  // attacks.md #26: nominating Transfer-Encoding cannot unframe a chunked body
+  { name: 'Connection: Transfer-Encoding keeps the chunked framing', raw: 'POST / HTTP/1.1\r\nHost: a\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', status: 200, sent: /\r\nTransfer-Encoding: chunked\r\n[^]*\r\n\r\n3\r\nabc\r\n0\r\n\r\n$/ },
+  // attacks.md #26 on the upgrade path: nominating Host keeps Host
+  { name: 'an upgrade with Connection: Upgrade, Host keeps Host', raw: upgradeRequest('/ws', '', 'a').replace('Connection: Upgrade', 'Connection: Upgrade, Host'), status: 101, answer: switchingProtocols(), sent: /^GET \/ws HTTP\/1\.1\r\nHost: a\r\n/ },
+  // node-http-proxy #1647 (ERR_HTTP_TRAILER_INVALID crash); attacks.md #27
+  { name: 'Trailer on a GET is dropped, no crash', raw: 'GET / HTTP/1.1\r\nHost: a\r\nTrailer: x\r\n\r\n', status: 200, sent: /^GET \/ HTTP\/1\.1\r\n/, notSent: /Trailer/ },
+  // http-proxy GHSA-6x33-pw7p-hmpq (Expect crash); attacks.md #27: the upstream refuses before the body
+  { name: 'Expect: 100-continue answered 417 before the body, no crash', raw: 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n', status: 417, answer: 'HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n', early: true, sent: /\r\nExpect: 100-continue\r\n[^]*\r\nContent-Length: 2000\r\n/ },
+];
+
+eachRow(requests, async (t, row) => {
+  const answer = row.answer ?? OK;
+  const upstream = row.early ? await rawUpstream(t, (s) => s.once('data', () => s.write(answer))) : await answeringUpstream(t, answer);
+  const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  const res = await send(port, row.raw, 'one write', row.status === 101 ? 300 : 3000);
+  await settle();
+  t.match(res.text, new RegExp(`^HTTP/1\\.1 ${row.status} `));
+  if (row.status === 400) t.equal(upstream.received.length, 0, 'no upstream connection');
+  if (row.sent) t.match(upstream.text(), row.sent, 'sent upstream');
+  if (row.notSent) t.notMatch(upstream.text(), row.notSent, 'not sent upstream');
+  // the gateway still serves: nothing above crashed it
+  const again = await send(port, 'GET /again HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.match(again.text, /^HTTP\/1\.1 \d{3} /, 'the gateway still answers');
+});

@@ -7,7 +7,7 @@ import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { answeringUpstream, rawClient, rawExchange, rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
-import { MiB, inBatches, peakWhile, startCliGateway, statusOf } from '../helpers/exhaustion.js';
+import { MiB, echoTunnelUpstream, fdCount, fdLimit, inBatches, peakWhile, startCliGateway, statusOf } from '../helpers/exhaustion.js';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -444,4 +444,90 @@ t.test('EMFILE: under ulimit -n 64 the gateway survives more clients than descri
   t.match(ws.text(), /^HTTP\/1\.1 101 /, 'and a new tunnel opens');
   ws.destroy();
   t.ok(gw.alive());
+});
+
+interface TunnelClient {
+  socket: net.Socket;
+  head: string;
+  echoed: string;
+  gotEnd: boolean;
+  closed: boolean;
+  hadError: boolean;
+}
+
+/** Opens a raw client, sends the upgrade, resolves once its 101 head is in. */
+async function openTunnel(port: number): Promise<TunnelClient> {
+  const socket = net.connect({ port, host: '127.0.0.1' });
+  const client: TunnelClient = { socket, head: '', echoed: '', gotEnd: false, closed: false, hadError: false };
+  socket.on('error', () => (client.hadError = true));
+  socket.on('end', () => (client.gotEnd = true));
+  socket.on('close', () => (client.closed = true));
+  await once(socket, 'connect');
+  socket.write(upgradeRequest('/', '', 'a'));
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      client.head += chunk.toString('latin1');
+      const end = client.head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      socket.removeListener('data', onData);
+      socket.removeListener('close', onClose);
+      client.echoed = client.head.slice(end + 4);
+      client.head = client.head.slice(0, end + 4);
+      socket.on('data', (c: Buffer) => (client.echoed += c.toString('latin1')));
+      resolve();
+    };
+    const onClose = () => reject(new Error(`closed before its 101: ${JSON.stringify(client.head)}`));
+    socket.on('data', onData);
+    socket.once('close', onClose);
+  });
+  return client;
+}
+
+// Row 32 (Envoy WebSocketConnectionIdleTimeout; "5000 handshakes then
+// silence"): thousands of idle tunnels must cost little memory each, stay
+// usable, and close cleanly. The count is derived from this process's
+// descriptor limit: each tunnel holds two descriptors here (client and
+// upstream) and two in the gateway.
+t.test('many idle tunnels: as many as the descriptor limit allows all open, each still echoes, and all close cleanly', async (t) => {
+  const limit = fdLimit();
+  const count = Math.min(9000, Math.floor((limit - fdCount('self') - 400) / 2));
+  t.ok(count >= 500, `${count} tunnels for a descriptor limit of ${limit}`);
+  const upstream = await echoTunnelUpstream(t);
+  const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--log-level', 'warn']);
+  // warm the handshake and tunnel paths, then take the baseline
+  const warm = await inBatches(Array.from({ length: 50 }), 25, () => openTunnel(gw.port));
+  for (const c of warm) c.socket.end();
+  await waitFor(() => warm.every((c) => c.closed), 10_000, 'warm-up tunnels closed');
+  await sleep(200);
+  const baseRss = gw.rssKiB();
+  const baseFds = gw.fds();
+  const started = Date.now();
+  const clients = await inBatches(Array.from({ length: count }), 200, () => openTunnel(gw.port));
+  t.teardown(() => clients.forEach((c) => c.socket.destroy()));
+  const openMs = Date.now() - started;
+  t.equal(clients.filter((c) => /^HTTP\/1\.1 101 /.test(c.head)).length, count, `${count} tunnels open in ${openMs} ms`);
+  t.ok(gw.fds() >= baseFds + 2 * count, `the gateway holds ${gw.fds()} descriptors`);
+  await sleep(500); // idle
+  const rss = gw.rssKiB();
+  const perTunnel = (rss - baseRss) / count;
+  t.comment(`RSS ${(baseRss / 1024).toFixed(1)} MiB -> ${(rss / 1024).toFixed(1)} MiB with ${count} idle tunnels: ${perTunnel.toFixed(1)} KiB per tunnel`);
+  t.ok(perTunnel < 64, `${perTunnel.toFixed(1)} KiB of gateway RSS per idle tunnel`);
+  t.equal(clients.filter((c) => c.closed).length, 0, 'none closed while idle');
+  // each tunnel still carries a byte both ways
+  await inBatches(clients, 500, async (c, n) => {
+    const byte = String.fromCharCode(97 + (n % 26));
+    c.socket.write(byte);
+    await waitFor(() => c.echoed.length > 0 || c.closed, 15_000, 'an echo');
+  });
+  t.equal(clients.filter((c, n) => c.echoed === String.fromCharCode(97 + (n % 26))).length, count, 'every tunnel echoed its byte');
+  // close cleanly: the client's FIN goes upstream, the upstream's FIN comes back
+  for (const c of clients) c.socket.end();
+  await waitFor(() => clients.every((c) => c.closed), 20_000, 'every tunnel closed').catch(() => {});
+  t.equal(clients.filter((c) => c.closed && c.gotEnd && !c.hadError).length, count, 'every client saw a FIN, no reset');
+  t.equal(upstream.counts.ended, count + warm.length, 'every upstream connection got its FIN');
+  await waitFor(() => gw.fds() <= baseFds + 2, 10_000, 'gateway descriptors freed').catch(() => {});
+  t.ok(gw.fds() <= baseFds + 2, `gateway descriptors back to ${gw.fds()} (base ${baseFds})`);
+  t.notMatch(gw.stderr(), / (warn|error) /, 'nothing logged above info');
+  t.ok(gw.alive());
+  t.comment(`whole case: ${Date.now() - started} ms`);
 });

@@ -65,6 +65,8 @@ const refused: Refused[] = [
   { name: 'bare CR inside a field', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX: a\rTransfer-Encoding: chunked\r\n\r\n' },
   // CVE-2022-32214; attacks.md #15
   { name: 'bare LF line endings', raw: 'GET / HTTP/1.1\nHost: a\n\n' },
+  // CVE-2022-35256: a field line not ended by CR LF
+  { name: 'one field line ended by a bare LF', raw: 'POST / HTTP/1.1\r\nHost: a\r\nX: a\nContent-Length: 5\r\n\r\nhello' },
   // CVE-2025-23167; attacks.md #15
   { name: 'CR LF CR before a field', raw: 'GET / HTTP/1.1\r\nHost: a\r\nX-Test: v\r\n\rX-Smuggled: yes\r\n\r\n' },
   // HTTP Garden server 2; attacks.md #18

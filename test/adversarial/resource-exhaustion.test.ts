@@ -403,7 +403,9 @@ t.test('slow read in a tunnel: a client flooding an upstream that stopped readin
 // Row 35 (node net.Server 'error' "accept EMFILE"): the gateway's descriptor
 // table is full. The process must live, clients past the table must not hang,
 // an upstream connect that cannot get a descriptor must be answered, and
-// accepting must resume once descriptors are free.
+// accepting must resume once descriptors are free. (libuv meets a full table
+// by accepting and closing the pending connections itself, without telling
+// node: the turned-away clients get a FIN and the gateway logs nothing for them.)
 t.test('EMFILE: under ulimit -n 64 the gateway survives more clients than descriptors, answers 502 when it cannot dial, and recovers', async (t) => {
   const upstream = await answeringUpstream(t, (head, socket) => {
     if (/\r\nupgrade:/i.test(head)) socket.write(switchingProtocols());
@@ -500,8 +502,9 @@ async function openTunnel(port: number): Promise<TunnelClient> {
 // upstream) and two in the gateway.
 t.test('many idle tunnels: as many as the descriptor limit allows all open, each still echoes, and all close cleanly', async (t) => {
   const limit = fdLimit();
-  const count = Math.min(9000, Math.floor((limit - fdCount('self') - 400) / 2));
-  t.ok(count >= 500, `${count} tunnels for a descriptor limit of ${limit}`);
+  const reserve = Math.min(400, Math.floor(limit / 5)); // descriptors for everything else in this process
+  const count = Math.min(9000, Math.floor((limit - fdCount('self') - reserve) / 2));
+  t.ok(count >= 100, `${count} tunnels for a descriptor limit of ${limit}`);
   const upstream = await echoTunnelUpstream(t);
   const gw = await startCliGateway(t, ['--route', `/=http://127.0.0.1:${upstream.port}`, '--log-level', 'warn']);
   // warm the handshake and tunnel paths, then take the baseline

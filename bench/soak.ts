@@ -406,8 +406,11 @@ function report(samples: Sample[], failures: string[], finalLoad: LoadReport | n
   const silent = samples.filter((s) => !Number.isFinite(s.heapUsedMiB)).length;
   if (silent > 0) failures.push(`the gateway did not answer the probe within ${REPORT_TIMEOUT_MS / 1000} s in ${silent} of ${samples.length} samples (event loop blocked?)`);
   const after = samples.filter((s) => s.t >= warmupSeconds);
+  // a stall: an interval that should have seen at least 2 completions saw none
+  const checkTunnels = churnPerSec * args.interval >= 2;
+  const checkHttp = args.httpRate * args.interval >= 2;
   for (let i = 1; i < after.length; i++) {
-    if (!(after[i].tunnelsCompleted > after[i - 1].tunnelsCompleted) || (args.httpRate > 0 && !(after[i].httpRequests > after[i - 1].httpRequests))) {
+    if ((checkTunnels && !(after[i].tunnelsCompleted > after[i - 1].tunnelsCompleted)) || (checkHttp && !(after[i].httpRequests > after[i - 1].httpRequests))) {
       failures.push(`the load stalled between ${fmt(after[i - 1].t, 0)} s and ${fmt(after[i].t, 0)} s`);
       break;
     }

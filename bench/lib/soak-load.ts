@@ -216,14 +216,14 @@ function sweepDeadlines(): void {
   for (const c of httpConnections) if (c.deadline < now) c.fail('http: timeout');
 }
 
-/** Tokens accrue at `rate`/s, at most one second's worth. */
+/** Tokens accrue at `rate`/s, at most one second's worth (and at least one token, for rates below 1/s). */
 class Bucket {
   #tokens = 0;
   #last = performance.now();
   constructor(readonly rate: number) {}
   take(): boolean {
     const now = performance.now();
-    this.#tokens = Math.min(this.rate, this.#tokens + ((now - this.#last) / 1000) * this.rate);
+    this.#tokens = Math.min(Math.max(1, this.rate), this.#tokens + ((now - this.#last) / 1000) * this.rate);
     this.#last = now;
     if (this.#tokens < 1) return false;
     this.#tokens--;
@@ -325,7 +325,8 @@ class HttpConnection {
   }
 }
 
-const httpConnections = Array.from({ length: options.httpConnections }, () => new HttpConnection());
+// no HTTP traffic, no idle connections (wsgate would answer them 408 after headTimeout)
+const httpConnections = Array.from({ length: options.httpRate > 0 ? options.httpConnections : 0 }, () => new HttpConnection());
 
 function report(): void {
   process.stdout.write(`${JSON.stringify({ t: Date.now(), open: openTunnels.size, opening, closing, ...counters, errorKinds })}\n`);

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { Gateway } from '../../lib/index.js';
@@ -144,9 +145,11 @@ export async function connectRaw(port: number, { endOnEnd = true } = {}): Promis
   socket.on('error', (err) => (socket.error = err));
   socket.on('data', (c) => socket.chunks.push(c));
   if (endOnEnd) socket.on('end', () => socket.end());
-  await once(socket, 'connect');
+  await within(once(socket, 'connect'), OPEN_TIMEOUT_MS, `connect to ${port}`);
   return socket;
 }
+
+const OPEN_TIMEOUT_MS = 15_000;
 
 /** A raw WebSocket tunnel through the proxy to an echoing upstream. */
 export class TunnelClient {
@@ -160,7 +163,9 @@ export class TunnelClient {
     const client = new TunnelClient(await connectRaw(port));
     const { socket } = client;
     socket.removeAllListeners('data');
+    let timer: NodeJS.Timeout | undefined;
     await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`no 101 within ${OPEN_TIMEOUT_MS} ms: ${JSON.stringify(socket.text())}`)), OPEN_TIMEOUT_MS);
       socket.on('data', (chunk: Buffer) => {
         socket.chunks.push(chunk);
         if (client.#head === '') {
@@ -182,7 +187,7 @@ export class TunnelClient {
       });
       socket.once('close', () => reject(new Error(`closed before the 101: ${socket.text()}`)));
       socket.write(upgradeRequest(path));
-    });
+    }).finally(() => clearTimeout(timer));
     return client;
   }
 
@@ -303,4 +308,59 @@ export async function startEchoUpstreamProcess(t: Teardown): Promise<Child & { p
 export function closed(socket: net.Socket): Promise<void> {
   if (socket.destroyed) return Promise.resolve();
   return new Promise((r) => socket.once('close', () => r()));
+}
+
+const require = createRequire(import.meta.url);
+const { HTTPParser } = require('_http_common');
+
+/** The first response in `bytes`, parsed by node's own llhttp: status, decoded body, and whether it is complete. */
+export function parseResponse(bytes: Buffer): { status: number; body: Buffer; complete: boolean } {
+  const parser = new HTTPParser();
+  parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
+  let status = 0;
+  let complete = false;
+  const body: Buffer[] = [];
+  parser[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, _m: unknown, _u: unknown, code: number) => {
+    status = code;
+    return 0;
+  };
+  parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
+    if (!complete) body.push(Buffer.from(chunk));
+  };
+  parser[HTTPParser.kOnMessageComplete] = () => {
+    complete = true;
+  };
+  try {
+    parser.execute(bytes);
+  } catch {
+    // what parsed is what we report
+  }
+  return { status, body: Buffer.concat(body), complete };
+}
+
+/** Connects, sends `request`, resolves with everything received once a complete response arrived or the connection closed. */
+export async function requestInFlight(port: number, request: string): Promise<{ client: RawPeer; response: Promise<Buffer> }> {
+  const client = await connectRaw(port);
+  const response = new Promise<Buffer>((resolve) => {
+    const check = () => {
+      const bytes = Buffer.concat(client.chunks);
+      if (parseResponse(bytes).complete) resolve(bytes);
+    };
+    client.on('data', check);
+    client.once('close', () => resolve(Buffer.concat(client.chunks)));
+  });
+  client.write(request);
+  return { client, response };
+}
+
+/** Tries a new TCP connection: resolves with the error code, or 'connected'. */
+export function tryConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    s.once('connect', () => {
+      s.destroy();
+      resolve('connected');
+    });
+  });
 }

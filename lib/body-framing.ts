@@ -6,6 +6,7 @@
 import type net from 'node:net';
 import { findHeader, type ParsedHead } from './head-reader.js';
 import type { DownstreamResponseOptions } from './headers.js';
+import { writeHeld } from './read-buffers.js';
 
 export type Framing = DownstreamResponseOptions['framing'];
 
@@ -39,8 +40,8 @@ export function normalizeTransferCodings(value: string): string {
 
 /** Writes one body piece, as a chunk when `chunked`; returns what the last write() returned (backpressure). */
 export function writeBody(socket: net.Socket, chunk: Buffer, chunked: boolean): boolean {
-  if (!chunked) return socket.write(chunk);
+  if (!chunked) return writeHeld(socket, chunk); // may be a slice of a pooled read (read-buffers.ts)
   socket.write(chunk.length.toString(16) + '\r\n', 'latin1');
-  socket.write(chunk);
+  writeHeld(socket, chunk);
   return socket.write(CRLF);
 }

@@ -16,7 +16,8 @@ import type { ResolvedConfig } from './config.js';
 import { admitRequest } from './admission.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
-import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { retainRead } from './read-buffers.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
@@ -51,6 +52,12 @@ export interface PendingRequest {
   complete: boolean;
   /** After an upgrade head: the raw bytes that followed it (held until the 101). */
   tail: Buffer[] | null;
+  /**
+   * Bytes of a Content-Length body still to come. Such a body is cut from the
+   * socket's reads as they are (llhttp would copy every piece of it); only
+   * chunked bodies go through llhttp.
+   */
+  rawRemaining: number;
 }
 
 // After the last response byte, keep reading (and discarding) for a while
@@ -89,6 +96,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   #deferredError: WsgateError | null = null;
   /** The client sent FIN: answer what was asked, then close. */
   #clientEnded = false;
+  /** Bytes held after an upgrade head (`#hold`). */
+  #heldBytes = 0;
 
   constructor(host: ConnectionHost, socket: net.Socket, config: ResolvedConfig, router: Router) {
     this.host = host;
@@ -119,7 +128,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#reader = null;
     this.#listen();
     this.socket.pause(); // what follows the upgrade head waits for the 101
-    this.#queue.push({ head, body: [], complete: true, tail: rest.length > 0 ? [rest] : [] });
+    this.#queue.push({ head, body: [], complete: true, tail: rest.length > 0 ? [rest] : [], rawRemaining: 0 });
     this.#next();
   }
 
@@ -133,34 +142,73 @@ export class Connection implements TimerOwner, HeadReaderHandler {
 
   received(chunk: Buffer): void {
     if (this.state === ConnState.Lingering || this.state === ConnState.Closed) return; // discard
-    const reader = this.#reader;
-    if (reader === null) {
+    if (this.#reader === null) {
       // After an upgrade head, or after a parse error: bytes are not HTTP.
       const last = this.#queue[this.#queue.length - 1];
-      if (last?.tail) last.tail.push(chunk);
+      if (last?.tail) this.#hold(last.tail, chunk);
       return;
     }
     if (this.state === ConnState.ReadingHead && !this.#headStarted) {
       this.#headStarted = true;
       this.wheel.arm(this.#timer, this.config.headTimeoutMs);
     }
-    let consumed: number;
-    try {
-      consumed = reader.execute(chunk);
-    } catch (err) {
-      this.#parseFailed(err instanceof WsgateError ? err : new WsgateError('WSG_ERR_BAD_REQUEST', String(err)));
-      return;
-    }
-    const last = this.#queue[this.#queue.length - 1];
-    if (last?.head.upgrade && last.tail === null) {
-      // llhttp stopped at the end of an upgrade head: what follows is not HTTP.
-      // Hold it (bounded: reading pauses) until the 101 or the refusal.
-      last.tail = consumed < chunk.length ? [chunk.subarray(consumed)] : [];
-      reader.release();
-      this.#reader = null;
-      this.socket.pause();
+    let rest: Buffer | null = chunk;
+    while (rest !== null) {
+      const reader = this.#reader;
+      const state = this.state as ConnState; // callbacks of the last piece may have changed it
+      if (reader === null || state === ConnState.Lingering || state === ConnState.Closed) return;
+      const raw = this.#parsing;
+      if (raw !== null && raw.rawRemaining > 0) {
+        rest = this.#rawBody(raw, reader, rest);
+        continue;
+      }
+      let consumed: number;
+      try {
+        consumed = reader.execute(rest);
+      } catch (err) {
+        this.#parseFailed(err instanceof WsgateError ? err : new WsgateError('WSG_ERR_BAD_REQUEST', String(err)));
+        return;
+      }
+      const last = this.#queue[this.#queue.length - 1];
+      if (last?.head.upgrade && last.tail === null) {
+        // llhttp stopped at the end of an upgrade head: what follows is not HTTP.
+        // Hold it until the 101 or the refusal.
+        last.tail = [];
+        if (consumed < rest.length) this.#hold(last.tail, rest.subarray(consumed));
+        reader.release();
+        this.#reader = null;
+        break;
+      }
+      // llhttp stops early only at an upgrade head or before a raw body.
+      if (consumed < rest.length && !(this.#parsing !== null && this.#parsing.rawRemaining > 0)) {
+        this.#parseFailed(new WsgateError('WSG_ERR_INTERNAL', 'request parser stopped mid-chunk'));
+        return;
+      }
+      rest = consumed < rest.length ? rest.subarray(consumed) : null;
     }
     if (this.exchange === null) this.#next();
+  }
+
+  /**
+   * Keeps bytes that came after an upgrade head. Reading goes on up to
+   * HELD_MAX bytes, as a paused node socket reads up to its highWaterMark, so
+   * a reset or FIN while the upgrade waits is seen at once; then it pauses.
+   */
+  #hold(tail: Buffer[], chunk: Buffer): void {
+    tail.push(retainRead(chunk));
+    this.#heldBytes += chunk.length;
+    if (this.#heldBytes >= HELD_MAX) this.socket.pause();
+  }
+
+  /** Delivers the next piece of a Content-Length body; returns the bytes after it (the next request), if any. */
+  #rawBody(pending: PendingRequest, reader: HeadReader, bytes: Buffer): Buffer | null {
+    const n = Math.min(pending.rawRemaining, bytes.length);
+    pending.rawRemaining -= n;
+    this.onBody(n === bytes.length ? bytes : bytes.subarray(0, n));
+    if (pending.rawRemaining > 0) return null;
+    reader.restart();
+    this.onMessageComplete();
+    return n < bytes.length ? bytes.subarray(n) : null;
   }
 
   ended(): void {
@@ -215,25 +263,27 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   // --- request parser callbacks ---
 
   onHead(head: ParsedHead): BodyMode {
-    const pending: PendingRequest = { head, body: [], complete: false, tail: null };
+    const rawRemaining = head.upgrade ? 0 : contentLengthBody(head.rawHeaders);
+    const pending: PendingRequest = { head, body: [], complete: false, tail: null, rawRemaining };
     this.#queue.push(pending);
     this.#parsing = pending;
     // A request waiting behind another: stop reading until its turn (bounded pipelining).
     if (this.#queue.length > 1) this.socket.pause();
-    return BodyMode.Parse;
+    return rawRemaining > 0 ? BodyMode.Raw : BodyMode.Parse;
   }
 
   onBody(chunk: Buffer): void {
     const pending = this.#parsing;
     if (pending === null) return;
     if (this.exchange !== null && pending === this.#queue[0]) this.exchange.sendBody(chunk);
-    else pending.body.push(chunk);
+    else pending.body.push(retainRead(chunk));
   }
 
   onMessageComplete(): void {
     const pending = this.#parsing;
+    // llhttp ends a message at the head when told the body is raw; it ends when the last raw byte is relayed.
+    if (pending === null || pending.rawRemaining > 0) return;
     this.#parsing = null;
-    if (pending === null) return;
     pending.complete = true;
     if (this.exchange !== null && pending === this.#queue[0]) this.exchange.endBody();
   }
@@ -420,8 +470,21 @@ function socketOnClose(this: DownstreamSocket): void {
 
 // Attached once the connection starts reading; removed when a tunnel takes the socket over.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
+const HELD_MAX = 64 * 1024;
+
 const READING_LISTENERS: ReadonlyArray<readonly [string, (this: DownstreamSocket, ...args: any[]) => void]> = [
   ['data', socketOnData],
   ['end', socketOnEnd],
   ['drain', socketOnDrain],
 ];
+
+/**
+ * Length of a body framed by Content-Length alone; 0 for none or chunked.
+ * llhttp has already refused a Content-Length that is not one plain number,
+ * or one beside Transfer-Encoding (RFC 9112 §6.3).
+ */
+function contentLengthBody(rawHeaders: readonly string[]): number {
+  if (findHeader(rawHeaders, 'transfer-encoding') !== undefined) return 0;
+  const value = findHeader(rawHeaders, 'content-length');
+  return value === undefined ? 0 : Number(value.trim());
+}

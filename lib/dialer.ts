@@ -11,6 +11,7 @@
 
 import net from 'node:net';
 import { WsgateError } from './errors.js';
+import { dispatchRead, nextReadBuffer, releaseReadBuffer } from './read-buffers.js';
 
 export interface UpstreamAddress {
   readonly host: string;
@@ -39,9 +40,16 @@ export type UpstreamSocket = net.Socket & {
 
 /** Opens a half-close-capable, no-delay socket to `address`, owned by `owner`; errors arrive through it. */
 export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): UpstreamSocket {
-  const socket = net.connect({ host: address.host, port: address.port, allowHalfOpen: true, noDelay: true }) as UpstreamSocket;
+  const socket = net.connect({
+    host: address.host,
+    port: address.port,
+    allowHalfOpen: true,
+    noDelay: true,
+    onread: { buffer: nextReadBuffer, callback: upstreamOnRead }, // read-buffers.ts: no buffer per read
+  }) as UpstreamSocket;
   socket[kOwner] = owner;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
+  socket.once('close', upstreamReleaseBuffer);
   return socket;
 }
 
@@ -67,10 +75,17 @@ export function connectError(err: NodeJS.ErrnoException, address: UpstreamAddres
 function upstreamOnConnect(this: UpstreamSocket): void {
   this[kOwner]?.connected();
 }
-function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
-  const owner = this[kOwner];
+// With `onread` Node emits no 'data': reads arrive here, for the owner, or as
+// 'data' for a tunnel that took the socket over.
+function upstreamOnRead(this: net.Socket, nread: number, buffer: Uint8Array): boolean {
+  dispatchRead(this as UpstreamSocket, nread, buffer as Buffer, upstreamDispatch);
+  return true; // keep reading: owners pause() when their writes back up
+}
+function upstreamDispatch(socket: UpstreamSocket, chunk: Buffer): void {
+  const owner = socket[kOwner];
   if (owner === null) {
-    this.destroy(); // bytes nobody waits for: the connection is out of step
+    if (socket.listenerCount('data') > 0) socket.emit('data', chunk);
+    else socket.destroy(); // bytes nobody waits for: the connection is out of step
     return;
   }
   try {
@@ -78,6 +93,9 @@ function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
   } catch (err) {
     owner.crashed(err);
   }
+}
+function upstreamReleaseBuffer(this: UpstreamSocket): void {
+  releaseReadBuffer(this);
 }
 function upstreamOnEnd(this: UpstreamSocket): void {
   this[kOwner]?.upstreamEnded();
@@ -95,7 +113,6 @@ function upstreamOnDrain(this: UpstreamSocket): void {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => void]> = [
   ['connect', upstreamOnConnect],
-  ['data', upstreamOnData],
   ['end', upstreamOnEnd],
   ['error', upstreamOnError],
   ['close', upstreamOnClose],

@@ -19,6 +19,7 @@ import { checkSwitchingProtocols } from './handshake.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from './headers.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
+import { retainRead, writeHeld } from './read-buffers.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -92,7 +93,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   /** A request body piece from the client's parser. */
   sendBody(chunk: Buffer): void {
     if (this.phase === ExchangePhase.Dialing) {
-      this.#queued.push(chunk);
+      this.#queued.push(retainRead(chunk));
       return;
     }
     if (this.phase === ExchangePhase.Done || this.request.webSocket) return;
@@ -328,7 +329,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     this.#rawRemaining = remaining - body.length;
     if (this.#rawRemaining === 0) this.#responseComplete = true;
-    if (!this.conn.socket.write(body) && !this.#responseComplete) {
+    if (!writeHeld(this.conn.socket, body) && !this.#responseComplete) {
       this.#waitingOnDownstream = true;
       this.upstream!.pause();
     }

@@ -11,6 +11,7 @@ import { WsgateError } from './errors.js';
 import { errorResponse } from './responses.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
+import { withPooledReads } from './read-buffers.js';
 import { Router, type RouteMatch } from './router.js';
 import { TimerWheel, WheelTimer } from './timer-wheel.js';
 import { Tunnel, type TunnelCloseReason } from './tunnel.js';
@@ -146,7 +147,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   #listenOne(host: string, port: number): Promise<ListenAddress> {
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: false }, (socket) => this.handleSocket(socket));
+    // Paused: withPooledReads re-creates each socket to read into pooled buffers.
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.handleSocket(withPooledReads(socket)));
     server.on('error', (err) => this.#emitError(err));
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);

@@ -162,6 +162,14 @@ export class HeadReader {
     return ret;
   }
 
+  /** After a message whose body the caller relayed itself (`BodyMode.Raw`): the next bytes start a new message. */
+  restart(): void {
+    const parser = this.#parser;
+    if (parser === null) throw new Error('HeadReader used after release');
+    parser.initialize(this.kind === HeadKind.Request ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, this.maxHeadSize, HTTPParser.kLenientNone);
+    this.head = null;
+  }
+
   /** The peer closed: an until-close body ends here; a message cut short is an error. */
   finish(): void {
     const parser = this.#parser;

@@ -11,6 +11,7 @@
 import type net from 'node:net';
 import type { TimerOwner, TimerWheel } from './timer-wheel.js';
 import { WheelTimer } from './timer-wheel.js';
+import { writeHeld } from './read-buffers.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown';
 
@@ -79,7 +80,7 @@ export class Tunnel implements TimerOwner {
     }
     if (toDownstream !== null && toDownstream.length > 0) {
       this.bytesToDownstream += toDownstream.length;
-      downstream.write(toDownstream);
+      writeHeld(downstream, toDownstream); // a slice of the upstream read that carried the 101
     }
 
     downstream.on('data', downstreamOnData);
@@ -151,14 +152,14 @@ function downstreamOnData(this: TunnelSocket, chunk: Buffer): void {
   const tunnel = this[kTunnel];
   tunnel.bytesToUpstream += chunk.length;
   tunnel.lastActive = tunnel.wheel.now;
-  if (!tunnel.upstream.write(chunk)) this.pause();
+  if (!writeHeld(tunnel.upstream, chunk)) this.pause();
 }
 
 function upstreamOnData(this: TunnelSocket, chunk: Buffer): void {
   const tunnel = this[kTunnel];
   tunnel.bytesToDownstream += chunk.length;
   tunnel.lastActive = tunnel.wheel.now;
-  if (!tunnel.downstream.write(chunk)) this.pause();
+  if (!writeHeld(tunnel.downstream, chunk)) this.pause(); // upstream sockets read into pooled buffers
 }
 
 /** The writer drained: let its peer read again. */

@@ -138,6 +138,7 @@ const faults: ClientFault[] = [
     upstream: (up) => {
       const got: Buffer[] = [];
       up.on('data', (c) => got.push(c));
+      up.removeAllListeners('end'); // the scripted upstream's own end() would go first and drop the answer
       up.once('end', () => up.end(`upstream saw ${Buffer.concat(got).toString()}`));
       up.write(switchingProtocols());
     },

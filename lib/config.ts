@@ -6,6 +6,7 @@
 // allowed. A timeout of 0 disables it.
 
 import { ConfigError } from './errors.js';
+import { describeBadValueChar, isFieldValue, isTargetText, isToken } from './field-syntax.js';
 import type { Logger } from './log.js';
 import { DEFAULT_TRUSTED_PROXIES, TrustedProxies, parseTrustedProxy } from './trusted-proxies.js';
 
@@ -138,11 +139,10 @@ export const DEFAULTS = {
   upstreamMaxRequests: 1000,
 } as const;
 
-// RFC 9110 §5.6.2 token characters.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// A field value never carries CR, LF or NUL (RFC 9110 §5.5): header injection guard.
-const UNSAFE_VALUE = /[\r\n\0]/;
-const UPSTREAM_URL = /^(http|ws):\/\/(\[[0-9a-fA-F:.]+\]|[^/?#:@\s[\]]+)(?::(\d{1,5}))?(\/[^?#\s]*)?$/;
+// Host: an IP literal or an RFC 3986 §3.2.2 reg-name (unreserved, sub-delims,
+// pct-encoded), as it is written as Host when the client sent none; the path is
+// checked by isTargetText (issue #6).
+const UPSTREAM_URL = /^(http|ws):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{1,5}))?(\/[^?#]*)?$/;
 const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
 function fail(field: string, detail: string): never {
@@ -189,6 +189,9 @@ function parseUpstream(url: unknown, field: string): ResolvedLocation['upstream'
   if (typeof url !== 'string') fail(field, 'must be a URL string like http://127.0.0.1:8080');
   const m = UPSTREAM_URL.exec(url);
   if (!m) fail(field, `expected http://HOST[:PORT][/PATH] (https upstreams are not supported), got ${JSON.stringify(url)}`);
+  if (m[4] !== undefined && !isTargetText(m[4])) {
+    fail(field, `the path must be visible ASCII (percent-encode anything else), got ${JSON.stringify(url)}`);
+  }
   const port = m[3] === undefined ? 80 : Number(m[3]);
   if (port < 1 || port > 65535) fail(field, `port out of range: ${port}`);
   let host = m[2];
@@ -205,8 +208,8 @@ function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: 
     exact = true;
     path = path.slice(1).trim();
   }
-  if (!path.startsWith('/') || /[\s?#%\\]/.test(path) || UNSAFE_VALUE.test(path)) {
-    fail(`${field}.path`, `must start with / and hold no spaces, ?, #, % or \\, got ${JSON.stringify(loc.path)}`);
+  if (!path.startsWith('/') || !isTargetText(path) || /[?#%\\]/.test(path)) {
+    fail(`${field}.path`, `must start with / and hold only visible ASCII without ?, #, % or \\, got ${JSON.stringify(loc.path)}`);
   }
   const upstream = parseUpstream(loc.upstream, `${field}.upstream`);
   if (loc.websocket !== undefined && typeof loc.websocket !== 'boolean') fail(`${field}.websocket`, 'must be a boolean');
@@ -218,9 +221,10 @@ function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: 
       fail(`${field}.setHeaders`, 'must be an object of header name to value');
     }
     for (const [name, value] of Object.entries(loc.setHeaders)) {
-      if (!TOKEN.test(name)) fail(`${field}.setHeaders`, `invalid header name ${JSON.stringify(name)}`);
-      if (typeof value !== 'string' || UNSAFE_VALUE.test(value)) {
-        fail(`${field}.setHeaders.${name}`, 'must be a string without CR, LF or NUL');
+      if (!isToken(name)) fail(`${field}.setHeaders`, `invalid header name ${JSON.stringify(name)}`);
+      if (typeof value !== 'string') fail(`${field}.setHeaders.${name}`, 'must be a string');
+      if (!isFieldValue(value)) {
+        fail(`${field}.setHeaders.${name}`, `${describeBadValueChar(value)}: a value holds only HTAB, SP, visible ASCII and U+0080-U+00FF`);
       }
       setHeaders.push([name, value]);
       removeHeaders.add(name.toLowerCase());
@@ -229,7 +233,7 @@ function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: 
   if (loc.removeHeaders !== undefined) {
     if (!Array.isArray(loc.removeHeaders)) fail(`${field}.removeHeaders`, 'must be an array of header names');
     loc.removeHeaders.forEach((name, i) => {
-      if (typeof name !== 'string' || !TOKEN.test(name)) fail(`${field}.removeHeaders[${i}]`, `invalid header name ${JSON.stringify(name)}`);
+      if (typeof name !== 'string' || !isToken(name)) fail(`${field}.removeHeaders[${i}]`, `invalid header name ${JSON.stringify(name)}`);
       removeHeaders.add(name.toLowerCase());
     });
   }
@@ -282,8 +286,8 @@ export function parseRoute(spec: string, field: string): { host: string | null; 
   return { host: host === '' ? null : host, path: exact + target.slice(slash), upstream: m[2] };
 }
 
-// Where a location built from the `routes` shorthand came from, for error messages.
-const ROUTE_FIELD = new WeakMap<LocationConfig, string>();
+// Where a location (or a server's name) built from the `routes` shorthand came from, for error messages.
+const ROUTE_FIELD = new WeakMap<LocationConfig | ServerConfig, string>();
 
 function routesToServers(routes: GatewayConfig['routes']): ServerConfig[] {
   if (routes === undefined) return [];
@@ -300,6 +304,7 @@ function routesToServers(routes: GatewayConfig['routes']): ServerConfig[] {
     if (!server) {
       server = { names: route.host ? [route.host] : [], default: route.host === null ? true : undefined, locations: [] };
       byHost.set(key, server);
+      ROUTE_FIELD.set(server, `routes[${i}]`);
     }
     server.locations.push({ path: route.path, upstream: route.upstream });
     ROUTE_FIELD.set(server.locations[server.locations.length - 1], `routes[${i}]`);
@@ -324,8 +329,9 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     const field = i < (input.servers?.length ?? 0) ? `servers[${i}]` : 'routes';
     if (server === null || typeof server !== 'object') fail(field, 'must be an object');
     const names = (server.names ?? []).map((name, j) => {
-      const lower = typeof name === 'string' ? name.toLowerCase() : '';
-      if (!HOST_NAME.test(lower)) fail(`${field}.names[${j}]`, `invalid host name ${JSON.stringify(name)}`);
+      // Checked before lower-casing too: U+212A (Kelvin sign) lower-cases to an ASCII k.
+      const lower = typeof name === 'string' && isTargetText(name) ? name.toLowerCase() : '';
+      if (!HOST_NAME.test(lower)) fail(ROUTE_FIELD.get(server) ?? `${field}.names[${j}]`, `invalid host name ${JSON.stringify(name)}`);
       return lower;
     });
     if (!Array.isArray(server.locations) || server.locations.length === 0) {

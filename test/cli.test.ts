@@ -137,6 +137,8 @@ t.test('bad flags and bad config exit 2 with a clear message', async (t) => {
   const cases: Array<[string[], RegExp]> = [
     [['--listen', '127.0.0.1:0'], /servers: at least one route/],
     [['--route', 'nonsense'], /routes\[0\]/],
+    // issue #6, CVE-2018-12116: a non-latin1 upstream path would split the request line
+    [['--route', '/=http://127.0.0.1:1/a\u010D\u010AX:\u0120y/'], /routes\[0\]\.upstream: the path must be visible ASCII/],
     [['--route', '/=http://127.0.0.1:1', '--listen', 'what'], /listen\[0\]/],
     [['--route', '/=http://127.0.0.1:1', '--bogus-flag'], /Unknown argument/i],
     [['--route', '/=http://127.0.0.1:1', '--tunnel-timeout', '-1'], /tunnelTimeout/],

@@ -37,6 +37,34 @@ const configs: Array<{ name: string; config: GatewayConfig; field: string | null
   { name: 'server name with CR LF', config: { servers: [{ names: ['a\r\nb'], locations: [{ path: '/', upstream: U }] }] }, field: 'servers[0].names[0]' },
   // attacks.md #19, the CLI form
   { name: 'routes shorthand with CR LF', config: { routes: [`/=${U}/a\r\nX: y`] }, field: 'routes[0]' },
+  // Issue #6. Control: what RFC 9110 §5.5 allows in a value (HTAB, SP, obs-text) and a percent-encoded path stay accepted
+  { name: 'control: setHeaders value with HTAB and obs-text, upstream path with percent-escapes are accepted', config: at({ upstream: `${U}/a%0D%0Ab/`, setHeaders: { 'X-A': 'a\tcaf\u00e9 \u00ff' } }), field: null },
+  // CVE-2018-12116; attacks.md #19: U+010D U+010A are written as latin1 0x0D 0x0A, splitting the header
+  { name: 'setHeaders value with U+010D U+010A (CR LF once narrowed to latin1)', config: at({ setHeaders: { 'X-A': 'a\u010D\u010AX-Injected: yes' } }), field: `${FIELD}.setHeaders.X-A` },
+  // RFC 9110 §5.5: a field value holds no control character but HTAB, and no DEL
+  { name: 'setHeaders value with a control character or DEL', config: at({ setHeaders: { 'X-A': 'a\x0bb\x7f' } }), field: `${FIELD}.setHeaders.X-A` },
+  // CVE-2018-12116; attacks.md #19: the request line split by a rewrite to a non-latin1 path
+  { name: 'routes shorthand with U+010D U+010A in the upstream path', config: { routes: [`/=${U}/a\u010D\u010AX-Injected:\u0120yes\u010D\u010AZ:\u0120/`] }, field: 'routes[0].upstream' },
+  // CVE-2018-12116; attacks.md #19: the same in a location's upstream
+  { name: 'upstream path with U+010D U+010A', config: at({ upstream: `${U}/a\u010D\u010AX-Injected:\u0120yes/` }), field: `${FIELD}.upstream` },
+  // RFC 9112 §3.2: a request-target is visible ASCII; HTTP Garden server 2: NUL truncates in C upstreams
+  { name: 'upstream path with NUL', config: at({ upstream: `${U}/a\0b/` }), field: `${FIELD}.upstream` },
+  // RFC 9112 §3.2; HTTP Garden server 2
+  { name: 'routes shorthand with NUL in the upstream path', config: { routes: [`/=${U}/a\0b/`] }, field: 'routes[0].upstream' },
+  // RFC 9112 §3.2: a request-target has no control character or DEL
+  { name: 'upstream path with a control character or DEL', config: at({ upstream: `${U}/a\x01b\x7f/` }), field: `${FIELD}.upstream` },
+  // CVE-2018-12116; attacks.md #19: the upstream host becomes Host for a request without one
+  { name: 'upstream host with U+010D U+010A and U+013A (latin1 colon)', config: at({ upstream: 'http://a\u010D\u010AX-Injected\u013A\u0120y:1/' }), field: `${FIELD}.upstream` },
+  // RFC 3986 §3.2.2: a reg-name has no NUL
+  { name: 'upstream host with NUL', config: at({ upstream: 'http://a\0b:1/' }), field: `${FIELD}.upstream` },
+  // CVE-2018-12116; attacks.md #19: a location path is matched against, and rewritten from, ASCII request paths
+  { name: 'location path with U+010D U+010A', config: at({ path: '/a\u010D\u010AX' }), field: `${FIELD}.path` },
+  // RFC 9112 §3.2: a location path with a control character or DEL can never match a request-target
+  { name: 'location path with a control character or DEL', config: at({ path: '/a\x01\x7f' }), field: `${FIELD}.path` },
+  // attacks.md #19, the CLI form: a bad host in a route names the route, not an internal servers entry
+  { name: 'routes shorthand with U+010D in the host', config: { routes: [`a\u010Db/=${U}`] }, field: 'routes[0]' },
+  // RFC 9110 §7.2; IDN names are given as A-labels: U+212A (Kelvin sign) lower-cases to an ASCII k
+  { name: 'server name with U+212A', config: { servers: [{ names: ['\u212Aey.example'], locations: [{ path: '/', upstream: U }] }] }, field: 'servers[0].names[0]' },
 ];
 
 eachRow(configs, async (t, row) => {
@@ -44,7 +72,9 @@ eachRow(configs, async (t, row) => {
     t.doesNotThrow(() => createGateway(row.config));
     return;
   }
-  t.throws(() => createGateway(row.config), { name: 'ConfigError', code: 'WSG_ERR_CONFIG', field: row.field });
+  const err = t.throws(() => createGateway(row.config), { name: 'ConfigError', code: 'WSG_ERR_CONFIG' });
+  // exactly: a pattern would also pass for a longer field (`routes[0]` in `routes[0].upstream`)
+  t.equal((err as { field?: string }).field, row.field, 'names the field');
 });
 
 // Request-derived values: sent as the client's bytes, never decoded into a line break.

@@ -37,6 +37,9 @@ export interface ExchangeRequest {
  * head because it asked to upgrade, so whatever follows was never parsed.
  */
 export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead: boolean): ExchangeRequest | WsgateError {
+  // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): not a reverse proxy's
+  // job, and a 2xx to it would turn a pooled upstream connection into a tunnel.
+  if (head.method === 'CONNECT' || head.method === '') return new WsgateError('WSG_ERR_METHOD_NOT_ALLOWED', head.method || 'unknown method');
   const info = scanRequestHeaders(head.rawHeaders);
   const hostCount = info.hostCount;
   // RFC 9112 §3.2: a 1.1 request has exactly one Host; none or several is a 400.
@@ -58,7 +61,18 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
   const normalized = normalizeTarget(target);
   if (normalized === null) return new WsgateError('WSG_ERR_BAD_PATH', JSON.stringify(head.url.slice(0, 200)));
 
+  const { transferEncoding, contentLength } = info;
+  if (transferEncoding !== undefined) {
+    // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing (nginx: 400);
+    // a Transfer-Encoding without codings is ignored by llhttp, which framed the body
+    // by Content-Length: forwarding it would let the upstream frame it otherwise.
+    if (head.versionMinor === 0) return new WsgateError('WSG_ERR_BAD_REQUEST', 'Transfer-Encoding in an HTTP/1.0 request');
+    if (normalizeTransferCodings(transferEncoding) === '') return new WsgateError('WSG_ERR_BAD_REQUEST', 'empty Transfer-Encoding');
+  }
   let webSocket = asksForWebSocket(info);
+  // llhttp decides where the head ends; if it did not read the same upgrade
+  // (e.g. `Connection: upgrade<TAB>`), the bytes after it are parsed as HTTP.
+  if (webSocket && !head.upgrade) return new WsgateError('WSG_ERR_BAD_REQUEST', 'Connection/Upgrade read differently by the parser');
   if (webSocket) {
     const bad = checkUpgradeRequest(head);
     if (bad) return bad;
@@ -74,7 +88,6 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
     const origin = findHeader(head.rawHeaders, 'origin');
     if (!originAllowed(origin, route.location.allowedOrigins)) return new WsgateError('WSG_ERR_ORIGIN_NOT_ALLOWED', JSON.stringify(origin));
   }
-  const { transferEncoding, contentLength } = info;
   // An upgrade wsgate will not perform (`Upgrade: h2c`, or WebSockets off here):
   // a body after such a head was never parsed, so it cannot be forwarded.
   if (!webSocket && afterUpgradeHead && (transferEncoding !== undefined || (contentLength !== undefined && Number(contentLength) > 0))) {

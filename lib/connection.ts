@@ -361,9 +361,12 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     const exchange = this.exchange;
     this.exchange = null;
     exchange?.abort();
-    const answer = responseStarted ? undefined : errorResponse(err.status);
+    const answer = responseStarted ? undefined : errorResponse(err.status, this.#queue[0]?.head.method === 'HEAD');
     if (answer === undefined || this.socket.destroyed || !this.socket.writable) {
-      this.socket.destroy();
+      // A response cut short ends with a reset, not a FIN: after a body read
+      // until close a FIN would make the truncated body look complete.
+      if (responseStarted && !this.socket.destroyed) this.socket.resetAndDestroy();
+      else this.socket.destroy();
       return;
     }
     this.socket.write(answer);

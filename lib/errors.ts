@@ -16,6 +16,7 @@ export const ERROR_CODES = {
   WSG_ERR_MISSING_HOST: { status: 400, side: 'downstream', message: 'HTTP/1.1 request without exactly one Host header' },
   WSG_ERR_BAD_WEBSOCKET_HANDSHAKE: { status: 400, side: 'downstream', message: 'invalid WebSocket upgrade request' },
   WSG_ERR_ORIGIN_NOT_ALLOWED: { status: 403, side: 'downstream', message: 'WebSocket upgrade from an Origin the location does not allow' },
+  WSG_ERR_METHOD_NOT_ALLOWED: { status: 405, side: 'downstream', message: 'method not proxied (CONNECT, or one llhttp cannot name)' },
   WSG_ERR_NO_ROUTE: { status: 404, side: 'downstream', message: 'no server/location matches the request' },
   WSG_ERR_HEAD_TIMEOUT: { status: 408, side: 'downstream', message: 'request head not received in time' },
   WSG_ERR_HEAD_TOO_LARGE: { status: 431, side: 'downstream', message: 'request head larger than maxHeadSize' },

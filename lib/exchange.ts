@@ -79,6 +79,9 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   /** Takes a pooled connection or dials one; call after the first body pieces were handed over. */
   start(): void {
+    // A handshake has no body (admission refused one): once its head is written
+    // the upstream owes the answer, so silence is a readTimeout (504).
+    if (this.request.webSocket) this.#requestEnded = true;
     const pooled = this.request.webSocket ? null : this.conn.host.pool.acquire(this.#key);
     if (pooled !== null) {
       this.#reused = true;
@@ -290,7 +293,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.#framing = framing;
     // A WebSocket request refused by the upstream is never followed by more
     // HTTP on this connection: its bytes after the head were not parsed.
-    this.#keepAlive = framing !== 'close' && !request.webSocket && this.conn.mayKeepAlive();
+    // `request.connection` is wsgate's own reading of Connection (OWS-trimmed), which may see a `close` llhttp did not.
+    this.#keepAlive = framing !== 'close' && !request.webSocket && !request.connection.has('close') && this.conn.mayKeepAlive();
     this.phase = ExchangePhase.RelayingBody;
     this.responseStarted = true;
     this.conn.socket.write(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }), 'latin1');
@@ -362,8 +366,11 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     const upstream = this.upstream!;
     // Reuse only after a clean exchange: whole request sent, whole response
     // read, nothing extra, and the upstream did not ask to close (RFC 9112 §9.3).
+    // A connection that carried an upgrade request is never reused (attacks.md #1).
     const reusable =
-      this.#reader!.head!.shouldKeepAlive && this.#requestEnded && !this.#unsolicited && this.#framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
+      !this.request.webSocket &&
+      this.#reader!.head!.shouldKeepAlive &&
+      this.#requestEnded && !this.#unsolicited && this.#framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
     this.#finish();
     upstream[kOwner] = null;
     if (reusable) this.conn.host.pool.release(this.#key, upstream);

@@ -11,6 +11,17 @@ const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { HTTPParser, methods } = require('_http_common') as { HTTPParser: HTTPParserConstructor; methods: string[] };
 
+// llhttp's method numbers (llhttp.h HTTP_METHOD_MAP). node's `methods` is the
+// subset http.METHODS lists: it matches llhttp only up to SOURCE (33), so a
+// later method such as QUERY (46) would read as undefined. RTSP-only numbers stay empty.
+const METHOD_NAMES: readonly string[] = (() => {
+  const names = methods.slice(0, 34);
+  if (names[33] !== 'SOURCE' || names[1] !== 'GET') throw new Error('unexpected llhttp method table');
+  names[34] = 'PRI';
+  names[46] = 'QUERY';
+  return names;
+})();
+
 interface HTTPParserInstance {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | (Error & { code: string; bytesParsed: number });
@@ -157,6 +168,7 @@ export class HeadReader {
   execute(chunk: Buffer): number {
     const parser = this.#parser;
     if (parser === null) throw new Error('HeadReader used after release');
+    if (chunk.length === 0) return 0;
     const ret = parser.execute(chunk);
     if (typeof ret !== 'number') throw this.#parseError(ret);
     return ret;
@@ -218,7 +230,7 @@ export class HeadReader {
       versionMajor,
       versionMinor,
       rawHeaders,
-      method: method === undefined ? '' : methods[method],
+      method: method === undefined ? '' : (METHOD_NAMES[method] ?? ''), // '' is refused at admission
       url: this.#url + (url ?? ''),
       statusCode: statusCode ?? 0,
       statusMessage: statusMessage ?? '',
@@ -233,6 +245,7 @@ export class HeadReader {
   onMessageComplete(): void {
     const trailers = this.#headers;
     this.#headers = [];
+    this.#url = ''; // llhttp hands the trailers over with the message's URL again
     this.handler.onMessageComplete(trailers);
   }
 

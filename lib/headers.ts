@@ -213,7 +213,8 @@ export function buildDownstreamResponseHead(head: ParsedHead, options: Downstrea
     const name = raw[i];
     const lower = name.toLowerCase();
     // A response without a body (HEAD, 304) keeps the Content-Length it describes (RFC 9110 §8.6).
-    if (HOP_BY_HOP.has(lower) || (lower === 'content-length' && options.framing !== 'none')) continue;
+    // A 101 has no content at all (RFC 9110 §8.6: no Content-Length in a 1xx).
+    if (HOP_BY_HOP.has(lower) || (lower === 'content-length' && (options.framing !== 'none' || options.upgrade))) continue;
     if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
     out += `${name}: ${raw[i + 1]}\r\n`;
   }

@@ -16,6 +16,8 @@ const chunkedPost = (chunks: string) => `POST / HTTP/1.1\r\nHost: a\r\nTransfer-
 interface Refused {
   name: string;
   raw: string;
+  /** The answer, when not 400. */
+  status?: number;
   /** The head is valid, the body is not (it may start upstream when trickled). */
   body?: boolean;
 }
@@ -90,7 +92,15 @@ const refused: Refused[] = [
   // HAProxy h1_request_target_validation.vtc; attacks.md #21
   { name: 'OPTIONS */x', raw: 'OPTIONS */x HTTP/1.1\r\nHost: a\r\n\r\n' },
   // RFC 9110 §9.3.6: wsgate is not a forward proxy; attacks.md #21
-  { name: 'CONNECT', raw: 'CONNECT a.org:80 HTTP/1.1\r\nHost: a.org:80\r\n\r\n' },
+  { name: 'CONNECT', raw: 'CONNECT a.org:80 HTTP/1.1\r\nHost: a.org:80\r\n\r\n', status: 405 },
+  // RFC 9110 §9.3.6; a 2xx to it turned a pooled upstream connection into a tunnel (found by fuzzing)
+  { name: 'CONNECT with an origin-form target', raw: 'CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n', status: 405 },
+  // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; llhttp parsed it as chunked and kept the connection
+  { name: 'HTTP/1.0 with Transfer-Encoding', raw: 'POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n' },
+  // llhttp ignores an empty Transfer-Encoding and frames by Content-Length; forwarded re-chunked, it desynced the upstream (found by fuzzing)
+  { name: 'empty Transfer-Encoding beside Content-Length', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc' },
+  // RFC 9110 §5.6.1 OWS: wsgate read `upgrade<TAB>` as upgrade, llhttp did not and parsed the next bytes as HTTP (found by fuzzing)
+  { name: 'Connection: upgrade<TAB> on a WebSocket handshake', raw: 'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\t\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n' },
   // RFC 9112 §2.3: the version is case-sensitive
   { name: 'lower-case HTTP version', raw: 'GET / http/1.1\r\nHost: a\r\n\r\n' },
   // RFC 9112 §3.2: a space inside the request-target
@@ -132,7 +142,7 @@ const refused: Refused[] = [
 async function refusedRow(t: Test, row: Refused, mode: WriteMode) {
   const upstream = await answeringUpstream(t, OK);
   const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-  assertRefused(t, await send(port, row.raw, mode));
+  assertRefused(t, await send(port, row.raw, mode), row.status);
   await settle();
   if (row.body && mode === 'one byte per write') {
     t.equal(completeRequests(upstream.text()), 0, 'the upstream never holds a complete request');

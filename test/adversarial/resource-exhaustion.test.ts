@@ -7,7 +7,7 @@ import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import { answeringUpstream, rawClient, rawExchange, rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
-import { MiB, echoTunnelUpstream, fdCount, fdLimit, inBatches, peakWhile, startCliGateway, statusOf } from '../helpers/exhaustion.js';
+import { MiB, echoTunnelUpstream, fdCount, fdLimit, inBatches, peakWhile, startCliGateway, startEmbeddedGateway, statusOf } from '../helpers/exhaustion.js';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -400,13 +400,14 @@ t.test('slow read in a tunnel: a client flooding an upstream that stopped readin
   t.ok(gw.alive());
 });
 
-// Row 35 (node net.Server 'error' "accept EMFILE"): the gateway's descriptor
-// table is full. The process must live, clients past the table must not hang,
-// an upstream connect that cannot get a descriptor must be answered, and
-// accepting must resume once descriptors are free. (libuv meets a full table
-// by accepting and closing the pending connections itself, without telling
-// node: the turned-away clients get a FIN and the gateway logs nothing for them.)
-t.test('EMFILE: under ulimit -n 64 the gateway survives more clients than descriptors, answers 502 when it cannot dial, and recovers', async (t) => {
+// Row 35 (node net.Server 'error' "accept EMFILE"): more clients than the
+// gateway has descriptors. libuv meets a full table by accepting and closing the
+// waiting connections itself without telling node (`uv__emfile_trick`): before
+// issue #6 the turned-away clients got a bare FIN and the gateway logged nothing.
+// Now it refuses them with a 503 while it still has descriptors to do so
+// (lib/descriptor-limit.ts), logs that once a second, and every client it did
+// admit can still dial its upstream.
+t.test('EMFILE: under ulimit -n 64 each of 100 clients past the limit is served or gets 503 with Connection: close, refusals are logged once a second, and the gateway recovers', async (t) => {
   const upstream = await answeringUpstream(t, (head, socket) => {
     if (/\r\nupgrade:/i.test(head)) socket.write(switchingProtocols());
     else socket.write(OK);
@@ -415,39 +416,51 @@ t.test('EMFILE: under ulimit -n 64 the gateway survives more clients than descri
   await sleep(100);
   const baseFds = gw.fds();
   t.ok(baseFds < 40, `the gateway starts with ${baseFds} descriptors of 64`);
-  // two clients accepted before the table fills; they send their requests later
+  // two clients accepted first; they send their requests later
   const plain = await rawClient(gw.port);
   const upgrade = await rawClient(gw.port);
   await waitFor(() => gw.fds() >= baseFds + 2, 5000, 'the two early clients accepted');
   const EXCESS = 100;
-  const fillers = await inBatches(Array.from({ length: EXCESS }), 10, () => rawClient(gw.port));
+  const started = Date.now();
+  // silent clients that never close by themselves (allowHalfOpen): what holds a descriptor longest
+  const fillers = await inBatches(Array.from({ length: EXCESS }), 25, () => rawClient(gw.port));
   t.teardown(() => [plain, upgrade, ...fillers].forEach((s) => s.destroy()));
-  await waitFor(() => fillers.filter((c) => c.destroyed || c.readableEnded).length + gw.fds() - baseFds - 2 >= EXCESS - 2, 10_000, 'every filler accepted or turned away').catch(() => {});
+  const isAnswered = (c: net.Socket) => c.destroyed || c.readableEnded;
+  await waitFor(() => fillers.filter(isAnswered).length + gw.fds() - baseFds - 2 >= EXCESS, 10_000, 'every client admitted or turned away').catch(() => {});
   await sleep(300);
-  const turnedAway = fillers.filter((c) => c.destroyed || c.readableEnded);
-  const held = fillers.length - turnedAway.length;
-  t.ok(turnedAway.length > 0, `the table filled: ${held} fillers held, ${turnedAway.length} turned away (gateway fds ${gw.fds()})`);
-  t.ok(turnedAway.every((c) => c.text() === '' || statusOf(c.text()) === 503), 'a turned-away client gets nothing or a 503, never a hang');
-  t.ok(gw.alive(), 'alive with its table full');
-  // no busy loop on the listening socket while the table is full (clock ticks: 100/s)
+  const turnedAway = fillers.filter(isAnswered);
+  const admitted = fillers.filter((c) => !isAnswered(c));
+  t.ok(turnedAway.length > 0 && admitted.length > 0, `${admitted.length} clients admitted, ${turnedAway.length} turned away (gateway fds ${gw.fds()} of 64)`);
+  const silent = turnedAway.filter((c) => statusOf(c.text()) !== 503 || !/\r\nConnection: close\r\n/.test(c.text()));
+  t.equal(silent.length, 0, `every turned-away client got 503 with Connection: close (${silent.length} closed without one)`);
+  t.ok(gw.alive(), 'alive at the limit');
+  // no busy loop on the listening socket at the limit (clock ticks: 100/s)
   const cpuBefore = gw.cpuTicks();
   const late = await inBatches(Array.from({ length: 20 }), 5, () => rawClient(gw.port));
   t.teardown(() => late.forEach((s) => s.destroy()));
   await sleep(1000);
   const cpu = gw.cpuTicks() - cpuBefore;
-  t.ok(cpu < 50, `gateway CPU over 1 s with a full table and 20 more clients: ${cpu * 10} ms`);
-  plain.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.ok(cpu < 50, `gateway CPU over 1 s at the limit with 20 more clients: ${cpu * 10} ms`);
+  t.ok(late.every((c) => statusOf(c.text()) === 503), 'later clients get 503 too');
+  // refusals: one line at once, then at most one a second with the count since the last
+  await sleep(1200);
+  const lines = gw.stderr().match(/^.* warn descriptor limit reached: [^\n]*$/gm) ?? [];
+  t.ok(lines.length >= 1 && lines.length <= Math.ceil((Date.now() - started) / 1000) + 1, `${lines.length} log lines over ${Date.now() - started} ms:\n${lines.join('\n')}`);
+  t.ok(lines.every((l) => /code=WSG_ERR_TOO_MANY_CONNECTIONS status=503 refused=\d+ fds=\d+ limit=64 reserve=\d+/.test(l)), 'each line has the code, the count, and the limit');
+  const refused = lines.reduce((sum, l) => sum + Number(/refused=(\d+)/.exec(l)![1]), 0);
+  t.equal(refused, turnedAway.length + late.length, 'the counts add up to the clients turned away');
+  // every admitted client is served: its upstream descriptor was kept for it
+  plain.write('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
   upgrade.write(upgradeRequest('/', '', 'a'));
-  await waitFor(() => plain.readableEnded && upgrade.readableEnded, 5000, 'both early clients answered').catch(() => {});
-  t.ok([502, 503].includes(statusOf(plain.text())), `a request that cannot dial upstream: ${plain.text().split('\r\n')[0]}`);
-  t.ok([502, 503].includes(statusOf(upgrade.text())), `an upgrade that cannot dial upstream: ${upgrade.text().split('\r\n')[0]}`);
-  await logged(gw, /EMFILE/);
-  t.match(gw.stderr(), /EMFILE/, 'the failed dial is logged with its cause');
-  t.equal(upstream.received.length, 0, 'nothing reached the upstream');
-  t.ok(gw.alive(), 'alive after the failed dials');
+  for (const c of admitted) c.write('GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+  await waitFor(() => [plain, ...admitted].every((c) => c.readableEnded) && upgrade.text().includes('\r\n\r\n'), 5000, 'admitted clients answered').catch(() => {});
+  t.equal(statusOf(plain.text()), 200, 'an early client is served');
+  t.match(upgrade.text(), /^HTTP\/1\.1 101 /, 'an early upgrade becomes a tunnel');
+  t.equal(admitted.filter((c) => statusOf(c.text()) === 200).length, admitted.length, `all ${admitted.length} admitted clients are served`);
+  t.notMatch(gw.stderr(), /EMFILE/, 'no dial ran out of descriptors');
+  t.ok(gw.alive(), 'alive after serving them');
   for (const c of [plain, upgrade, ...fillers, ...late]) c.destroy();
-  await waitFor(() => gw.fds() <= baseFds + 1, 5000, 'descriptors freed').catch(() => {});
-  t.ok(gw.fds() <= baseFds + 1, `descriptors back to ${gw.fds()} (base ${baseFds})`);
+  await waitFor(() => gw.fds() <= baseFds + admitted.length + 1, 5000, 'descriptors freed').catch(() => {});
   const res = await rawExchange(gw.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
   t.equal(statusOf(res.text), 200, 'a new client is served normally');
   const ws = await rawClient(gw.port);
@@ -455,6 +468,33 @@ t.test('EMFILE: under ulimit -n 64 the gateway survives more clients than descri
   await waitFor(() => ws.text().includes('\r\n\r\n'), 5000, 'a new upgrade answered').catch(() => {});
   t.match(ws.text(), /^HTTP\/1\.1 101 /, 'and a new tunnel opens');
   ws.destroy();
+  t.ok(gw.alive());
+});
+
+// Row 35, "S connect under EMFILE": descriptors the gateway cannot count (the
+// embedding application's) fill the table after a client was admitted. Its
+// upstream dial fails with EMFILE: 502, logged with the cause, and the process
+// lives and serves again once the application frees them.
+t.test('EMFILE on an upstream dial (the embedding application filled the table): 502 with the cause logged, then served again', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const gw = await startEmbeddedGateway(t, upstream.port, 64);
+  await sleep(100);
+  const baseFds = gw.fds();
+  const client = await rawClient(gw.port);
+  t.teardown(() => client.destroy());
+  await waitFor(() => gw.fds() > baseFds, 5000, 'the client accepted');
+  await gw.command('fill');
+  client.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitFor(() => client.readableEnded, 5000, 'the answer').catch(() => {});
+  t.equal(statusOf(client.text()), 502, `a request that cannot dial: ${client.text().split('\r\n')[0]}`);
+  t.match(client.text(), /\r\nConnection: close\r\n/);
+  await logged(gw, /EMFILE/);
+  t.match(gw.stderr(), / error [^\n]*EMFILE[^\n]*code=WSG_ERR_UPSTREAM_CONNECT status=502/, 'the failed dial is logged with its cause');
+  t.equal(upstream.received.length, 0, 'nothing reached the upstream');
+  t.ok(gw.alive(), 'alive with a full table');
+  await gw.command('free');
+  const res = await rawExchange(gw.port, 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.equal(statusOf(res.text), 200, 'served again once descriptors are free');
   t.ok(gw.alive());
 });
 

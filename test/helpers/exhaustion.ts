@@ -1,7 +1,8 @@
 // Helpers for the resource-exhaustion tests: the real CLI as a child process
-// (optionally under a low descriptor limit), its RSS, descriptors and CPU time
-// read from /proc, and a raw WebSocket upstream light enough for thousands of
-// tunnels.
+// (optionally under a low descriptor limit), or the library embedded in a small
+// application that can fill its own descriptor table; its RSS, descriptors and
+// CPU time read from /proc, and a raw WebSocket upstream light enough for
+// thousands of tunnels.
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,6 +13,7 @@ import { switchingProtocols, waitFor, type Teardown } from './net.js';
 
 export const MiB = 1024 * 1024;
 export const CLI = fileURLToPath(new URL('../../dist/lib/cli.js', import.meta.url));
+const LIBRARY = fileURLToPath(new URL('../../dist/lib/index.js', import.meta.url));
 
 export interface ChildGateway {
   child: ChildProcess;
@@ -31,12 +33,53 @@ export interface ChildGateway {
  * printed its address. `fdLimit` runs it under `ulimit -n` (bash then execs
  * node, so the pid is the gateway's). Killed at teardown.
  */
-export async function startCliGateway(t: Teardown, args: string[], options: { fdLimit?: number } = {}): Promise<ChildGateway> {
-  const argv = [CLI, '--listen', '127.0.0.1:0', ...args];
+export function startCliGateway(t: Teardown, args: string[], options: { fdLimit?: number } = {}): Promise<ChildGateway> {
+  return startChild(t, [CLI, '--listen', '127.0.0.1:0', ...args], options.fdLimit, 'ignore');
+}
+
+// An application embedding the gateway (argv: library, upstream port). On stdin,
+// `fill` opens /dev/null until the descriptor table is full (EMFILE) and `free`
+// closes those again; each prints `filled N` / `freed` when done.
+const EMBEDDING_APP = `
+import { openSync, closeSync } from 'node:fs';
+const { createGateway, createStreamLogger } = await import(process.argv[1]);
+const gateway = createGateway({ routes: ['/=http://127.0.0.1:' + process.argv[2]], logger: createStreamLogger('info') });
+const { port } = await gateway.listen(0, '127.0.0.1');
+console.log('listening on http://127.0.0.1:' + port);
+const files = [];
+process.stdin.setEncoding('latin1').on('data', (text) => {
+  for (const command of text.split('\\n')) {
+    if (command === 'fill') {
+      try { for (;;) files.push(openSync('/dev/null', 'r')); } catch {}
+      console.log('filled ' + files.length);
+    } else if (command === 'free') {
+      for (const fd of files.splice(0)) closeSync(fd);
+      console.log('freed');
+    }
+  }
+});
+`;
+
+/** The library in EMBEDDING_APP under `ulimit -n fdLimit`, proxying to `upstreamPort`; `command('fill' | 'free')` resolves once done. */
+export async function startEmbeddedGateway(t: Teardown, upstreamPort: number, fdLimit: number): Promise<ChildGateway & { command(name: 'fill' | 'free'): Promise<void> }> {
+  const gw = await startChild(t, ['--input-type=module', '-e', EMBEDDING_APP, LIBRARY, String(upstreamPort)], fdLimit, 'pipe');
+  let done = 0;
+  return {
+    ...gw,
+    async command(name) {
+      done++;
+      gw.child.stdin!.write(name + '\n');
+      await waitFor(() => (gw.stdout().match(/^(filled \d+|freed)$/gm) ?? []).length >= done, 5000, `the app to ${name}`);
+    },
+  };
+}
+
+async function startChild(t: Teardown, argv: string[], fdLimit: number | undefined, stdin: 'ignore' | 'pipe'): Promise<ChildGateway> {
+  const stdio: ['ignore' | 'pipe', 'pipe', 'pipe'] = [stdin, 'pipe', 'pipe'];
   const child =
-    options.fdLimit === undefined
-      ? spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn('bash', ['-c', `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+    fdLimit === undefined
+      ? spawn(process.execPath, argv, { stdio })
+      : spawn('bash', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, ...argv], { stdio });
   t.teardown(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });

@@ -12,6 +12,9 @@ import { asksForWebSocket, scanRequestHeaders } from './headers.js';
 import { normalizeTarget } from './normalize-path.js';
 import type { RouteMatch, Router } from './router.js';
 
+// RFC 9110 §5.6.2 token.
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+
 // Characters of a host (reg-name, IP literal, port) as RFC 3986 §3.2.2 allows them.
 const HOST_CHARS = /^[A-Za-z0-9.\-_~!$&'()*+,;=:[\]%]+$/;
 
@@ -40,6 +43,10 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
   // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): not a reverse proxy's
   // job, and a 2xx to it would turn a pooled upstream connection into a tunnel.
   if (head.method === 'CONNECT' || head.method === '') return new WsgateError('WSG_ERR_METHOD_NOT_ALLOWED', head.method || 'unknown method');
+  // TRACE echoes the request, cookies and credentials included (cross-site tracing); nginx refuses it too.
+  if (head.method === 'TRACE') return new WsgateError('WSG_ERR_METHOD_NOT_ALLOWED', 'TRACE');
+  // llhttp takes `GET /x` without a version as HTTP/0.9, and reads HTTP/2.0 or 3.0 request-lines.
+  if (head.versionMajor !== 1) return new WsgateError('WSG_ERR_HTTP_VERSION', `HTTP/${head.versionMajor}.${head.versionMinor}`);
   const info = scanRequestHeaders(head.rawHeaders);
   const hostCount = info.hostCount;
   // RFC 9112 §3.2: a 1.1 request has exactly one Host; none or several is a 400.
@@ -67,7 +74,7 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
     // a Transfer-Encoding without codings is ignored by llhttp, which framed the body
     // by Content-Length: forwarding it would let the upstream frame it otherwise.
     if (head.versionMinor === 0) return new WsgateError('WSG_ERR_BAD_REQUEST', 'Transfer-Encoding in an HTTP/1.0 request');
-    if (normalizeTransferCodings(transferEncoding) === '') return new WsgateError('WSG_ERR_BAD_REQUEST', 'empty Transfer-Encoding');
+    if (!chunkedOnceAndLast(transferEncoding)) return new WsgateError('WSG_ERR_BAD_REQUEST', `Transfer-Encoding ${JSON.stringify(transferEncoding.slice(0, 100))}`);
   }
   let webSocket = asksForWebSocket(info);
   // llhttp decides where the head ends; if it did not read the same upgrade
@@ -106,4 +113,19 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
     transferCodings: transferEncoding === undefined ? null : normalizeTransferCodings(transferEncoding),
     contentLength: contentLength === undefined ? 0 : Number(contentLength),
   };
+}
+
+/**
+ * RFC 9112 §6.1/§7.1: `chunked` is applied exactly once, last, and takes no
+ * parameters; every coding is a token. llhttp accepts e.g. `chunked;q=1, chunked`
+ * or `"chunked", chunked`, which an upstream may read as chunked twice, and it
+ * ignores an empty value altogether. wsgate forwards only plain token lists.
+ */
+function chunkedOnceAndLast(value: string): boolean {
+  const codings = value.split(',').map((c) => c.trim().toLowerCase()).filter((c) => c !== '');
+  if (codings.length === 0 || codings[codings.length - 1] !== 'chunked') return false;
+  for (let i = 0; i < codings.length - 1; i++) {
+    if (codings[i] === 'chunked' || !TOKEN.test(codings[i])) return false;
+  }
+  return true;
 }

@@ -33,9 +33,9 @@ export function checkUpgradeRequest(head: ParsedHead): WsgateError | null {
   const key = findHeader(head.rawHeaders, 'sec-websocket-key')!.trim();
   if (!KEY_PATTERN.test(key)) return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', 'Sec-WebSocket-Key is not 16 bytes of base64');
   const version = findHeader(head.rawHeaders, 'sec-websocket-version');
-  if (version === undefined || version.trim() !== '13') {
-    return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', `Sec-WebSocket-Version ${JSON.stringify(version ?? null)} is not 13`);
-  }
+  if (version === undefined) return new WsgateError('WSG_ERR_BAD_WEBSOCKET_HANDSHAKE', 'no Sec-WebSocket-Version');
+  // RFC 6455 §4.4: another version is answered 426 with the version wsgate speaks.
+  if (version.trim() !== '13') return new WsgateError('WSG_ERR_WEBSOCKET_VERSION', `Sec-WebSocket-Version ${JSON.stringify(version)}`);
   return null;
 }
 

@@ -86,7 +86,10 @@ export function scanRequestHeaders(rawHeaders: readonly string[]): RequestHeader
         if (info.contentLength === undefined && name.toLowerCase() === 'content-length') info.contentLength = rawHeaders[i + 1];
         break;
       case 17:
-        if (info.transferEncoding === undefined && name.toLowerCase() === 'transfer-encoding') info.transferEncoding = rawHeaders[i + 1];
+        // Several lines form one list (RFC 9110 §5.3), as llhttp reads them.
+        if (name.toLowerCase() === 'transfer-encoding') {
+          info.transferEncoding = info.transferEncoding === undefined ? rawHeaders[i + 1] : `${info.transferEncoding}, ${rawHeaders[i + 1]}`;
+        }
         break;
     }
   }
@@ -152,6 +155,11 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || lower === 'content-length' || lower === 'host') continue;
     if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
+    // CGI-style backends read `X_Forwarded_For` as X-Forwarded-For: underscores would
+    // get around the forwarding rewrite below (nginx `underscores_in_headers off`).
+    if (lower.includes('_')) continue;
+    // RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored, not passed on in a 1.1 request.
+    if (lower === 'expect' && head.versionMinor === 0) continue;
     if (FORWARDING.has(lower)) {
       if (trusted === null || lower === 'x-real-ip') continue; // X-Real-IP is derived from the chain below
       if (lower === 'x-forwarded-for') {

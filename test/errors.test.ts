@@ -28,7 +28,7 @@ t.test('every status wsgate answers has a prebuilt response with Connection: clo
     t.ok(answer, `${code}: prebuilt ${spec.status}`);
     const text = answer!.toString('latin1');
     t.match(text, new RegExp(`^HTTP/1\\.1 ${spec.status} [A-Za-z ]+\\r\\n`));
-    t.match(text, /\r\nConnection: close\r\n\r\n/);
+    t.match(text, /\r\nConnection: (?:upgrade, )?close\r\n\r\n/); // a 426 names its Upgrade too (RFC 9110 §7.8)
     const body = text.slice(text.indexOf('\r\n\r\n') + 4);
     t.match(text, new RegExp(`\\r\\nContent-Length: ${Buffer.byteLength(body)}\\r\\n`));
   }

@@ -117,3 +117,29 @@ t.test('a read-until-close body cut by an upstream reset ends with a reset at th
   t.equal((error as NodeJS.ErrnoException | null)?.code, 'ECONNRESET', 'the client sees a reset');
   t.notOk(ended, 'no clean end of stream');
 });
+
+// nginx `underscores_in_headers off`: CGI-style backends read `X_Forwarded_For` as
+// X-Forwarded-For, which would get around the forwarding rewrite (found by diff-nginx).
+t.test('header names with an underscore are not forwarded; an HTTP/1.0 Expect is not passed on', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`], trustedProxies: [] });
+  await send(port, 'GET /u HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX-Keep: 1\r\n\r\n');
+  // RFC 9110 §10.1.1: a server ignores 100-continue from an HTTP/1.0 client
+  await send(port, 'POST /e HTTP/1.0\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello');
+  const all = () => upstream.received.map((_, i) => upstream.text(i)).join('');
+  await waitFor(() => all().endsWith('hello'), 5000, 'both requests upstream');
+  const [get, post] = all().split(/(?=POST \/e )/);
+  t.notMatch(get, /X_Forwarded_For|6\.6\.6\.6/);
+  t.match(get, /\r\nX-Keep: 1\r\n/);
+  t.match(post, /^POST \/e HTTP\/1\.1\r\n/);
+  t.notMatch(post, /\r\nExpect:/i);
+});
+
+// RFC 9110 §15.5.6: a 405 says what is allowed.
+t.test('the 405 to CONNECT lists the methods wsgate forwards', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  const res = await send(port, 'CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n');
+  t.match(res.text, /^HTTP\/1\.1 405 [^]*\r\nAllow: GET, HEAD, POST[^\r]*\r\n/);
+  t.equal(upstream.received.length, 0);
+});

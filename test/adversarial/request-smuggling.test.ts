@@ -93,10 +93,20 @@ const refused: Refused[] = [
   { name: 'OPTIONS */x', raw: 'OPTIONS */x HTTP/1.1\r\nHost: a\r\n\r\n' },
   // RFC 9110 §9.3.6: wsgate is not a forward proxy; attacks.md #21
   { name: 'CONNECT', raw: 'CONNECT a.org:80 HTTP/1.1\r\nHost: a.org:80\r\n\r\n', status: 405 },
+  // RFC 9110 §6.2, §15.6.6: HTTP/2.0 in an HTTP/1 request-line was forwarded as HTTP/1.1 (found by diff-nginx)
+  { name: 'HTTP/2.0 request-line', raw: 'GET /v HTTP/2.0\r\nHost: a\r\n\r\n', status: 505 },
+  // llhttp reads a request-line without a version as HTTP/0.9, and went on to read fields after it (found by fuzzing)
+  { name: 'request-line without a version, then fields', raw: 'PATCH http://a/a!HTTP/1.0\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc', status: 505 },
+  // Cross-site tracing: TRACE echoes cookies and credentials; nginx refuses it too
+  { name: 'TRACE', raw: 'TRACE / HTTP/1.1\r\nHost: a\r\nCookie: secret=1\r\n\r\n', status: 405 },
   // RFC 9110 §9.3.6; a 2xx to it turned a pooled upstream connection into a tunnel (found by fuzzing)
   { name: 'CONNECT with an origin-form target', raw: 'CONNECT /x HTTP/1.1\r\nHost: a\r\n\r\n', status: 405 },
   // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing; llhttp parsed it as chunked and kept the connection
   { name: 'HTTP/1.0 with Transfer-Encoding', raw: 'POST / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n' },
+  // RFC 9112 §7.1: chunked takes no parameters and is applied once; llhttp accepts this list (found by fuzzing)
+  { name: 'chunked with a parameter, then chunked again', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' },
+  // RFC 9112 §7: a transfer-coding is a token; llhttp accepts a quoted one before chunked (found by fuzzing)
+  { name: 'a quoted "chunked", then chunked', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: "chunked"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n' },
   // llhttp ignores an empty Transfer-Encoding and frames by Content-Length; forwarded re-chunked, it desynced the upstream (found by fuzzing)
   { name: 'empty Transfer-Encoding beside Content-Length', raw: 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\nContent-Length: 3\r\n\r\nabc' },
   // RFC 9110 §5.6.1 OWS: wsgate read `upgrade<TAB>` as upgrade, llhttp did not and parsed the next bytes as HTTP (found by fuzzing)

@@ -446,7 +446,7 @@ t.test('EMFILE: under ulimit -n 64 each of 100 clients past the limit is served 
   await sleep(1200);
   const lines = gw.stderr().match(/^.* warn descriptor limit reached: [^\n]*$/gm) ?? [];
   t.ok(lines.length >= 1 && lines.length <= Math.ceil((Date.now() - started) / 1000) + 1, `${lines.length} log lines over ${Date.now() - started} ms:\n${lines.join('\n')}`);
-  t.ok(lines.every((l) => /code=WSG_ERR_TOO_MANY_CONNECTIONS status=503 refused=\d+ fds=\d+ limit=64 reserve=\d+/.test(l)), 'each line has the code, the count, and the limit');
+  t.ok(lines.every((l) => /code=WSG_ERR_DESCRIPTOR_LIMIT status=503 refused=\d+ fds=\d+ limit=64 reserve=\d+/.test(l)), 'each line has the code, the count, and the limit');
   const refused = lines.reduce((sum, l) => sum + Number(/refused=(\d+)/.exec(l)![1]), 0);
   t.equal(refused, turnedAway.length + late.length, 'the counts add up to the clients turned away');
   // every admitted client is served: its upstream descriptor was kept for it

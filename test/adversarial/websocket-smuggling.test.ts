@@ -87,15 +87,15 @@ eachRow(
 const handshake = (extra: string, start = 'GET /ws HTTP/1.1') => `${start}\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${extra}\r\n`;
 const KEY = `Sec-WebSocket-Key: ${WS_KEY}\r\n`;
 const V13 = 'Sec-WebSocket-Version: 13\r\n';
-const badHandshakes = [
+const badHandshakes: Array<{ name: string; raw: string; status?: number }> = [
   // HAProxy websocket.vtc c2; attacks.md #4
   { name: 'no Sec-WebSocket-Key', raw: handshake(V13) },
   // RFC 6455 §4.1: the key is 16 random bytes, base64
   { name: 'a Sec-WebSocket-Key of 17 bytes', raw: handshake(`${V13}Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAA=\r\n`) },
   // RFC 6455 §11.3.1: the key must not appear more than once
   { name: 'two Sec-WebSocket-Key fields', raw: handshake(V13 + KEY + KEY) },
-  // attacks.md #4
-  { name: 'Sec-WebSocket-Version: 1337', raw: handshake(`Sec-WebSocket-Version: 1337\r\n${KEY}`) },
+  // RFC 6455 §4.4: another version is answered 426 with `Sec-WebSocket-Version: 13`; attacks.md #4
+  { name: 'Sec-WebSocket-Version: 1337', raw: handshake(`Sec-WebSocket-Version: 1337\r\n${KEY}`), status: 426 },
   // RFC 6455 §4.1: version 13 is required
   { name: 'no Sec-WebSocket-Version', raw: handshake(KEY) },
   // RFC 6455 §4.1: the handshake is a GET; 0ang3el sc.2 (POST to a health URL); attacks.md #2
@@ -115,7 +115,9 @@ eachRow(
   async (t, row, mode) => {
     const upstream = await rawUpstream(t);
     const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-    assertRefused(t, await send(port, row.raw, mode));
+    const res = await send(port, row.raw, mode);
+    assertRefused(t, res, row.status);
+    if (row.status === 426) t.match(res.text, /\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n/, 'says which version it speaks');
     await assertNothingUpstream(t, upstream);
   },
   BOTH_MODES,

@@ -142,6 +142,9 @@ const LLHTTP_LENIENCIES: Array<[string, (m: Msg, reason: string) => boolean]> = 
   ['empty chunk-extension value', (_m, reason) => /^chunk line ".*=(;.*)?"$/.test(reason)],
   // A bare CR or LF between messages is skipped like the CRLF RFC 9112 §2.2 allows.
   ['stray CR or LF before a request-line', (_m, reason) => reason === 'bare CR or LF before the request-line'],
+  // llhttp accepts `chunked` with parameters or more than once as long as the list ends in `chunked`;
+  // admission refuses those (400), since an upstream may read the body as chunked twice.
+  ['chunked with parameters or applied twice', (_m, reason) => reason.startsWith('transfer-coding') || reason.startsWith('Transfer-Encoding')],
   // llhttp ignores an empty `Transfer-Encoding:` field (the body is framed by Content-Length or absent).
   [
     'empty Transfer-Encoding value',

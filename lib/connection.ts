@@ -16,8 +16,8 @@ import type { ResolvedConfig } from './config.js';
 import { admitRequest } from './admission.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
-import { BodyMode, HeadKind, HeadReader, findHeader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
-import { retainRead } from './read-buffers.js';
+import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import { PendingRequest } from './pending-request.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
@@ -41,23 +41,6 @@ export interface ConnectionHost {
   connectionFailed(conn: Connection, err: WsgateError): void;
   connectionClosed(conn: Connection): void;
   tunnelStarting(conn: Connection, route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null, early: Buffer[]): void;
-}
-
-/** A request llhttp has read (at least its head), waiting for or being served by an exchange. */
-export interface PendingRequest {
-  readonly head: ParsedHead;
-  /** Body pieces parsed before an exchange took the request. */
-  body: Buffer[];
-  /** llhttp saw the end of the message. */
-  complete: boolean;
-  /** After an upgrade head: the raw bytes that followed it (held until the 101). */
-  tail: Buffer[] | null;
-  /**
-   * Bytes of a Content-Length body still to come. Such a body is cut from the
-   * socket's reads as they are (llhttp would copy every piece of it); only
-   * chunked bodies go through llhttp.
-   */
-  rawRemaining: number;
 }
 
 // After the last response byte, keep reading (and discarding) for a while
@@ -96,8 +79,6 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   #deferredError: WsgateError | null = null;
   /** The client sent FIN: answer what was asked, then close. */
   #clientEnded = false;
-  /** Bytes held after an upgrade head (`#hold`). */
-  #heldBytes = 0;
 
   constructor(host: ConnectionHost, socket: net.Socket, config: ResolvedConfig, router: Router) {
     this.host = host;
@@ -128,7 +109,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#reader = null;
     this.#listen();
     this.socket.pause(); // what follows the upgrade head waits for the 101
-    this.#queue.push({ head, body: [], complete: true, tail: rest.length > 0 ? [rest] : [], rawRemaining: 0 });
+    this.#queue.push(new PendingRequest(head, true, rest.length > 0 ? [rest] : []));
     this.#next();
   }
 
@@ -145,7 +126,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     if (this.#reader === null) {
       // After an upgrade head, or after a parse error: bytes are not HTTP.
       const last = this.#queue[this.#queue.length - 1];
-      if (last?.tail) this.#hold(last.tail, chunk);
+      if (last?.tail && last.hold(chunk)) this.socket.pause();
       return;
     }
     if (this.state === ConnState.ReadingHead && !this.#headStarted) {
@@ -174,7 +155,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
         // llhttp stopped at the end of an upgrade head: what follows is not HTTP.
         // Hold it until the 101 or the refusal.
         last.tail = [];
-        if (consumed < rest.length) this.#hold(last.tail, rest.subarray(consumed));
+        if (consumed < rest.length && last.hold(rest.subarray(consumed))) this.socket.pause();
         reader.release();
         this.#reader = null;
         break;
@@ -189,26 +170,14 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     if (this.exchange === null) this.#next();
   }
 
-  /**
-   * Keeps bytes that came after an upgrade head. Reading goes on up to
-   * HELD_MAX bytes, as a paused node socket reads up to its highWaterMark, so
-   * a reset or FIN while the upgrade waits is seen at once; then it pauses.
-   */
-  #hold(tail: Buffer[], chunk: Buffer): void {
-    tail.push(retainRead(chunk));
-    this.#heldBytes += chunk.length;
-    if (this.#heldBytes >= HELD_MAX) this.socket.pause();
-  }
-
   /** Delivers the next piece of a Content-Length body; returns the bytes after it (the next request), if any. */
   #rawBody(pending: PendingRequest, reader: HeadReader, bytes: Buffer): Buffer | null {
-    const n = Math.min(pending.rawRemaining, bytes.length);
-    pending.rawRemaining -= n;
-    this.onBody(n === bytes.length ? bytes : bytes.subarray(0, n));
+    const [piece, rest] = pending.cutRawBody(bytes);
+    this.onBody(piece);
     if (pending.rawRemaining > 0) return null;
     reader.restart();
     this.onMessageComplete();
-    return n < bytes.length ? bytes.subarray(n) : null;
+    return rest;
   }
 
   ended(): void {
@@ -263,20 +232,19 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   // --- request parser callbacks ---
 
   onHead(head: ParsedHead): BodyMode {
-    const rawRemaining = head.upgrade ? 0 : contentLengthBody(head.rawHeaders);
-    const pending: PendingRequest = { head, body: [], complete: false, tail: null, rawRemaining };
+    const pending = new PendingRequest(head);
     this.#queue.push(pending);
     this.#parsing = pending;
     // A request waiting behind another: stop reading until its turn (bounded pipelining).
     if (this.#queue.length > 1) this.socket.pause();
-    return rawRemaining > 0 ? BodyMode.Raw : BodyMode.Parse;
+    return pending.rawRemaining > 0 ? BodyMode.Raw : BodyMode.Parse;
   }
 
   onBody(chunk: Buffer): void {
     const pending = this.#parsing;
     if (pending === null) return;
     if (this.exchange !== null && pending === this.#queue[0]) this.exchange.sendBody(chunk);
-    else pending.body.push(retainRead(chunk));
+    else pending.keepBody(chunk);
   }
 
   onMessageComplete(): void {
@@ -473,21 +441,8 @@ function socketOnClose(this: DownstreamSocket): void {
 
 // Attached once the connection starts reading; removed when a tunnel takes the socket over.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const HELD_MAX = 64 * 1024;
-
 const READING_LISTENERS: ReadonlyArray<readonly [string, (this: DownstreamSocket, ...args: any[]) => void]> = [
   ['data', socketOnData],
   ['end', socketOnEnd],
   ['drain', socketOnDrain],
 ];
-
-/**
- * Length of a body framed by Content-Length alone; 0 for none or chunked.
- * llhttp has already refused a Content-Length that is not one plain number,
- * or one beside Transfer-Encoding (RFC 9112 §6.3).
- */
-function contentLengthBody(rawHeaders: readonly string[]): number {
-  if (findHeader(rawHeaders, 'transfer-encoding') !== undefined) return 0;
-  const value = findHeader(rawHeaders, 'content-length');
-  return value === undefined ? 0 : Number(value.trim());
-}

@@ -82,8 +82,8 @@ eachRow(
   BOTH_MODES,
 );
 
-// Handshakes refused before any upstream connection: 400 (README: WSG_ERR_BAD_WEBSOCKET_HANDSHAKE;
-// wsgate answers a wrong version 400, not RFC 6455 §4.4's optional 426).
+// Handshakes refused before any upstream connection: 400 (README: WSG_ERR_BAD_WEBSOCKET_HANDSHAKE),
+// or 426 with `Sec-WebSocket-Version: 13` for another version (RFC 6455 §4.4, WSG_ERR_WEBSOCKET_VERSION).
 const handshake = (extra: string, start = 'GET /ws HTTP/1.1') => `${start}\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n${extra}\r\n`;
 const KEY = `Sec-WebSocket-Key: ${WS_KEY}\r\n`;
 const V13 = 'Sec-WebSocket-Version: 13\r\n';

@@ -146,6 +146,19 @@ t.test('tunnels with backpressure both ways: every byte echoed intact; read buff
   t.ok(created <= 64, `${created} read buffers created`);
 });
 
+/** A server that sends `messages` one at a time, each after the last was written, so that each is its own read. */
+async function oneReadEach(t: { teardown(fn: () => unknown): void }, messages: Buffer[]): Promise<number> {
+  const server = net.createServer((socket) => {
+    let i = 0;
+    const next = () => (i < messages.length ? socket.write(messages[i++], () => setTimeout(next, 5)) : socket.end());
+    next();
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
+}
+
 t.test('a pending write pins its read buffer: the next read goes elsewhere, the queued bytes stay intact', async (t) => {
   const messages = Array.from({ length: 20 }, (_, i) => Buffer.alloc(100 + i, 65 + i));
   const sinkGot: Buffer[] = [];
@@ -156,17 +169,10 @@ t.test('a pending write pins its read buffer: the next read goes elsewhere, the 
   const dest = net.connect((sink.address() as net.AddressInfo).port, '127.0.0.1');
   await once(dest, 'connect');
   dest.cork(); // every write stays pending (write() still says there is room) until uncork
-  const server = net.createServer((socket) => {
-    let i = 0;
-    const next = () => (i < messages.length ? socket.write(messages[i++], () => setTimeout(next, 5)) : socket.end());
-    next();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.close());
+  const port = await oneReadEach(t, messages);
   const buffersUsed = new Set<ArrayBufferLike>();
   const source = net.connect({
-    port: (server.address() as net.AddressInfo).port,
+    port,
     host: '127.0.0.1',
     onread: {
       buffer: nextReadBuffer,
@@ -191,16 +197,9 @@ t.test('a retained slice is a copy: the next read into the same buffer leaves it
   const messages = [Buffer.alloc(300, 'a'), Buffer.alloc(300, 'b'), Buffer.alloc(300, 'c')];
   const kept: Buffer[] = [];
   const buffersUsed = new Set<ArrayBufferLike>();
-  const server = net.createServer((socket) => {
-    let i = 0;
-    const next = () => (i < messages.length ? socket.write(messages[i++], () => setTimeout(next, 5)) : socket.end());
-    next();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.close());
+  const port = await oneReadEach(t, messages);
   const source = net.connect({
-    port: (server.address() as net.AddressInfo).port,
+    port,
     host: '127.0.0.1',
     onread: {
       buffer: nextReadBuffer,

@@ -18,6 +18,17 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 // Characters of a host (reg-name, IP literal, port) as RFC 3986 §3.2.2 allows them.
 const HOST_CHARS = /^[A-Za-z0-9.\-_~!$&'()*+,;=:[\]%]+$/;
 
+/** A request wsgate answers itself (`OPTIONS` with `Max-Forwards: 0`, RFC 9110 §7.6.2). */
+export class LocalAnswer {
+  constructor(readonly response: Buffer) {}
+}
+
+// RFC 9110 §7.6.2: at Max-Forwards 0 the recipient answers as the final recipient.
+// What it can say of itself: the methods it forwards (the 405's Allow).
+const OPTIONS_ANSWER = new LocalAnswer(
+  Buffer.from('HTTP/1.1 200 OK\r\nAllow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, QUERY\r\nContent-Length: 0\r\nConnection: close\r\n\r\n', 'latin1'),
+);
+
 /** An admitted request: what its exchange needs to proxy it. */
 export interface ExchangeRequest {
   readonly head: ParsedHead;
@@ -39,7 +50,7 @@ export interface ExchangeRequest {
  * `afterUpgradeHead`: llhttp (or node's server) stopped at the end of this
  * head because it asked to upgrade, so whatever follows was never parsed.
  */
-export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead: boolean): ExchangeRequest | WsgateError {
+export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead: boolean): ExchangeRequest | WsgateError | LocalAnswer {
   // CONNECT asks for a tunnel to any host (RFC 9110 §9.3.6): not a reverse proxy's
   // job, and a 2xx to it would turn a pooled upstream connection into a tunnel.
   if (head.method === 'CONNECT' || head.method === '') return new WsgateError('WSG_ERR_METHOD_NOT_ALLOWED', head.method || 'unknown method');
@@ -55,12 +66,23 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
   }
   let clientHost = hostCount === 1 ? info.host!.trim() : null;
   let target = head.url;
+  // RFC 9112 §3.2.4: `OPTIONS *` asks about the server, not a resource; so does an
+  // absolute-form OPTIONS with an empty path, which the last proxy sends as `*`.
+  let asterisk = head.method === 'OPTIONS' && target === '*';
   const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
   if (absolute) {
     // RFC 9112 §3.2.2: with absolute-form the authority replaces Host.
     clientHost = absolute[1];
-    target = target.slice(absolute[0].length) || '/';
+    target = target.slice(absolute[0].length);
+    if (target === '' && head.method === 'OPTIONS') asterisk = true;
+    target ||= '/';
     if (!target.startsWith('/')) target = '/' + target;
+  }
+  if (asterisk) {
+    target = '/'; // routed as the server's root location
+    if (maxForwards(head.rawHeaders) === 0) return OPTIONS_ANSWER;
+  } else if (head.method === 'OPTIONS' && maxForwards(head.rawHeaders) === 0) {
+    return OPTIONS_ANSWER;
   }
   if (clientHost !== null && !HOST_CHARS.test(clientHost)) {
     return new WsgateError('WSG_ERR_MISSING_HOST', `invalid Host ${JSON.stringify(clientHost)}`);
@@ -84,11 +106,12 @@ export function admitRequest(head: ParsedHead, router: Router, afterUpgradeHead:
     const bad = checkUpgradeRequest(head);
     if (bad) return bad;
   }
-  const route = router.match(clientHost, normalized.path, normalized.query);
+  let route = router.match(clientHost, normalized.path, normalized.query);
   if (route === null) return new WsgateError('WSG_ERR_NO_ROUTE', `${clientHost ?? ''}${normalized.path}`);
   if (route.upstreamTarget === null) {
     return new WsgateError('WSG_ERR_BAD_PATH', `${normalized.path} leaves the upstream path of ${route.location.upstream.url}`);
   }
+  if (asterisk) route = { ...route, upstreamTarget: '*' };
   // A location without WebSockets forwards the request as plain HTTP (Upgrade stripped).
   if (!route.location.websocket) webSocket = false;
   if (webSocket) {
@@ -128,4 +151,10 @@ function chunkedOnceAndLast(value: string): boolean {
     if (codings[i] === 'chunked' || !TOKEN.test(codings[i])) return false;
   }
   return true;
+}
+
+/** The Max-Forwards value (RFC 9110 §7.6.2: 1*DIGIT), or null when absent or not a number. */
+export function maxForwards(rawHeaders: readonly string[]): number | null {
+  const value = findHeader(rawHeaders, 'max-forwards')?.trim();
+  return value !== undefined && /^[0-9]{1,9}$/.test(value) ? Number(value) : null;
 }

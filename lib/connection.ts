@@ -13,7 +13,7 @@
 
 import type net from 'node:net';
 import type { ResolvedConfig } from './config.js';
-import { admitRequest } from './admission.js';
+import { LocalAnswer, admitRequest } from './admission.js';
 import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
@@ -389,6 +389,11 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     const admitted = admitRequest(pending.head, this.router, pending.tail !== null);
     if (admitted instanceof WsgateError) {
       this.fail(admitted);
+      return;
+    }
+    if (admitted instanceof LocalAnswer) {
+      this.socket.write(admitted.response);
+      this.#linger();
       return;
     }
     const exchange = new Exchange(this, admitted);

@@ -160,6 +160,11 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
     if (lower.includes('_')) continue;
     // RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored, not passed on in a 1.1 request.
     if (lower === 'expect' && head.versionMinor === 0) continue;
+    // RFC 9110 §7.6.2: each intermediary decrements an OPTIONS request's Max-Forwards (0 is answered at admission).
+    if (lower === 'max-forwards' && head.method === 'OPTIONS' && /^\s*[0-9]{1,9}\s*$/.test(raw[i + 1])) {
+      out += `${name}: ${Number(raw[i + 1]) - 1}\r\n`;
+      continue;
+    }
     if (FORWARDING.has(lower)) {
       if (trusted === null || lower === 'x-real-ip') continue; // X-Real-IP is derived from the chain below
       if (lower === 'x-forwarded-for') {

@@ -160,3 +160,29 @@ t.test('Connection: upgrade<TAB>: refused where the parser disagrees, never a sm
   t.notMatch(upstream.received.map((_, i) => upstream.text(i)).join(''), /GET \/smuggled/, 'the bytes after the head never reach the upstream');
   t.ok(res.closed, 'closed');
 });
+
+// RFC 9112 §3.2.4: OPTIONS about the server is sent as `OPTIONS *`, also when the client used an
+// absolute-form with an empty path (found by diff-nginx; nginx sends `/` there).
+t.test('OPTIONS *, and absolute-form OPTIONS with an empty path, reach the upstream as OPTIONS *', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  for (const request of ['OPTIONS * HTTP/1.1\r\nHost: a.test\r\n\r\n', 'OPTIONS http://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n', 'OPTIONS http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n']) {
+    t.match((await send(port, request)).text, /^HTTP\/1\.1 200 /, request.split('\r\n')[0]);
+  }
+  const lines = upstream.received.map((_, i) => upstream.text(i)).join('').match(/^OPTIONS \S+ HTTP\/1\.1/gm);
+  t.same(lines, ['OPTIONS * HTTP/1.1', 'OPTIONS * HTTP/1.1', 'OPTIONS / HTTP/1.1']);
+});
+
+// RFC 9110 §7.6.2: an intermediary decrements Max-Forwards on OPTIONS and answers itself at 0 (found by diff-nginx).
+t.test('OPTIONS with Max-Forwards: 0 is answered by wsgate; a larger value is decremented', async (t) => {
+  const upstream = await answeringUpstream(t, OK);
+  const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  const local = await send(port, 'OPTIONS /o HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n\r\n');
+  t.match(local.text, /^HTTP\/1\.1 200 OK\r\nAllow: GET, HEAD, POST[^\r]*\r\n/);
+  t.equal(upstream.received.length, 0, 'not forwarded');
+  const forwarded = await send(port, 'OPTIONS /o HTTP/1.1\r\nHost: a\r\nMax-Forwards: 5\r\n\r\n');
+  t.match(forwarded.text, /^HTTP\/1\.1 200 /);
+  t.match(upstream.text(0), /\r\nMax-Forwards: 4\r\n/);
+  const get = await send(port, 'GET /g HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\n\r\n');
+  t.match(get.text, /^HTTP\/1\.1 200 /, 'other methods are forwarded (RFC 9110 §7.6.2 covers TRACE and OPTIONS)');
+});

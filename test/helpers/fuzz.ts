@@ -712,7 +712,11 @@ export function forwardedMismatches(sent: Msg, got: Msg, rule: ForwardRule): str
   let target = absolute ? sent.url.slice(absolute[0].length) || '/' : sent.url;
   if (!target.startsWith('/')) target = '/' + target;
   const ref = referenceTarget(target);
-  if (ref === null) problems.push(`forwarded a target the reference refuses: ${JSON.stringify(sent.url)}`);
+  // RFC 9112 §3.2.4: OPTIONS about the server goes upstream as `*`
+  const asterisk = sent.method === 'OPTIONS' && (sent.url === '*' || (absolute !== null && sent.url.length === absolute[0].length));
+  if (asterisk) {
+    if (got.url !== '*') problems.push(`target ${JSON.stringify(got.url)} != "*"`);
+  } else if (ref === null) problems.push(`forwarded a target the reference refuses: ${JSON.stringify(sent.url)}`);
   else {
     let path = ref.path;
     for (const [server, prefix, replacement] of rule.rewrites) {
@@ -730,8 +734,9 @@ export function forwardedMismatches(sent: Msg, got: Msg, rule: ForwardRule): str
     for (let i = 0; i < raw.length; i += 2) {
       const lower = raw[i].toLowerCase();
       if (MANAGED.has(lower) || nominated.has(lower)) continue;
-      // README: names with `_` are not forwarded; an HTTP/1.0 client's Expect is ignored (RFC 9110 §10.1.1)
-      if (lower.includes('_') || (lower === 'expect' && sent.versionMinor === 0)) continue;
+      // README: names with `_` are not forwarded; an HTTP/1.0 client's Expect is ignored (RFC 9110 §10.1.1);
+      // an OPTIONS request's Max-Forwards is decremented (RFC 9110 §7.6.2)
+      if (lower.includes('_') || (lower === 'expect' && sent.versionMinor === 0) || (lower === 'max-forwards' && sent.method === 'OPTIONS')) continue;
       out.push(`${raw[i]}: ${raw[i + 1]}`);
     }
     return out;

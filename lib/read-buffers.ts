@@ -62,7 +62,8 @@ export function nextReadBuffer(): Buffer {
   const socket = lastReader;
   lastReader = null;
   if (socket === null) return take().bytes; // first read of a socket: claimed by its first callback
-  const current = socket[kReadBuffer]!;
+  const current = socket[kReadBuffer];
+  if (current === undefined) return take().bytes; // released already: never throw inside node's read path
   if (current.pending === 0) return current.bytes;
   current.reading = false; // recycled when its last write completes
   const next = take();

@@ -159,6 +159,24 @@ async function oneReadEach(t: { teardown(fn: () => unknown): void }, messages: B
   return (server.address() as net.AddressInfo).port;
 }
 
+/** A client reading with pooled buffers (as wsgate's sockets do); `onChunk` sees each read; `buffersUsed` the buffers read into. */
+function pooledReader(port: number, onChunk: (chunk: Buffer) => void): { source: net.Socket; buffersUsed: Set<ArrayBufferLike> } {
+  const buffersUsed = new Set<ArrayBufferLike>();
+  const source = net.connect({
+    port,
+    host: '127.0.0.1',
+    onread: {
+      buffer: nextReadBuffer,
+      callback(this: net.Socket, nread: number, buffer: Uint8Array) {
+        buffersUsed.add(buffer.buffer);
+        dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => onChunk(chunk));
+        return true;
+      },
+    },
+  });
+  return { source, buffersUsed };
+}
+
 t.test('a pending write pins its read buffer: the next read goes elsewhere, the queued bytes stay intact', async (t) => {
   const messages = Array.from({ length: 20 }, (_, i) => Buffer.alloc(100 + i, 65 + i));
   const sinkGot: Buffer[] = [];
@@ -170,19 +188,7 @@ t.test('a pending write pins its read buffer: the next read goes elsewhere, the 
   await once(dest, 'connect');
   dest.cork(); // every write stays pending (write() still says there is room) until uncork
   const port = await oneReadEach(t, messages);
-  const buffersUsed = new Set<ArrayBufferLike>();
-  const source = net.connect({
-    port,
-    host: '127.0.0.1',
-    onread: {
-      buffer: nextReadBuffer,
-      callback(this: net.Socket, nread: number, buffer: Uint8Array) {
-        buffersUsed.add(buffer.buffer);
-        dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => writeHeld(dest, chunk));
-        return true;
-      },
-    },
-  });
+  const { source, buffersUsed } = pooledReader(port, (chunk) => writeHeld(dest, chunk));
   await once(source, 'end');
   dest.uncork();
   const expected = Buffer.concat(messages);
@@ -196,20 +202,8 @@ t.test('a pending write pins its read buffer: the next read goes elsewhere, the 
 t.test('a retained slice is a copy: the next read into the same buffer leaves it intact', async (t) => {
   const messages = [Buffer.alloc(300, 'a'), Buffer.alloc(300, 'b'), Buffer.alloc(300, 'c')];
   const kept: Buffer[] = [];
-  const buffersUsed = new Set<ArrayBufferLike>();
   const port = await oneReadEach(t, messages);
-  const source = net.connect({
-    port,
-    host: '127.0.0.1',
-    onread: {
-      buffer: nextReadBuffer,
-      callback(this: net.Socket, nread: number, buffer: Uint8Array) {
-        buffersUsed.add(buffer.buffer);
-        dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => kept.push(retainRead(chunk)));
-        return true;
-      },
-    },
-  });
+  const { source, buffersUsed } = pooledReader(port, (chunk) => kept.push(retainRead(chunk)));
   await once(source, 'end');
   t.equal(buffersUsed.size, 1, 'nothing pinned the buffer: every read reused it');
   t.ok(Buffer.concat(kept).equals(Buffer.concat(messages)), 'what was kept is what was read');

@@ -260,7 +260,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   /** Near the descriptor limit: the same 503, logged at once and then at most once a second with a count. */
   #refuseForDescriptors(socket: net.Socket): void {
     const d = this.#descriptors;
-    const err = new WsgateError('WSG_ERR_DESCRIPTOR_LIMIT', ` ~${d.estimate(this.#descriptorHolder)} of ${d.limit} in use, ${d.reserve} kept free`);
+    const err = new WsgateError('WSG_ERR_DESCRIPTOR_LIMIT', `~${d.estimate(this.#descriptorHolder)} of ${d.limit} in use, ${d.reserve} kept free`);
     this.#descriptorRefusals++;
     if (!this.#descriptorLogTimer.isArmed && this.#logDescriptorRefusals()) this.wheel.arm(this.#descriptorLogTimer, DESCRIPTOR_LOG_INTERVAL_MS);
     this.#refuse(socket, err, false);

@@ -7,14 +7,13 @@ import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
 import { Connection, ConnState, type ConnectionHost } from './connection.js';
-import { DescriptorLimit, type DescriptorHolder } from './descriptor-limit.js';
 import { WsgateError } from './errors.js';
-import { errorResponse } from './responses.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
 import { withPooledReads } from './read-buffers.js';
+import { Refusals } from './refusals.js';
 import { Router, type RouteMatch } from './router.js';
-import { TimerWheel, WheelTimer } from './timer-wheel.js';
+import { TimerWheel } from './timer-wheel.js';
 import { Tunnel, type TunnelCloseReason } from './tunnel.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
 
@@ -81,11 +80,6 @@ interface TunnelRecord {
   readonly info: TunnelInfo;
 }
 
-// How long a refused client may take to read its 503 before it is closed.
-const REFUSAL_GRACE_MS = 1000;
-// Refusals for want of descriptors are logged at most this often, with a count.
-const DESCRIPTOR_LOG_INTERVAL_MS = 1000;
-
 function poolOptions(config: ResolvedConfig): UpstreamPoolOptions {
   return { maxIdle: config.upstreamKeepAlive, idleTimeoutMs: config.upstreamIdleTimeoutMs, maxRequests: config.upstreamMaxRequests };
 }
@@ -105,22 +99,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   #totalTunnels = 0;
   #closedBytesToUpstream = 0;
   #closedBytesToDownstream = 0;
-  #descriptors = new DescriptorLimit();
-  /** Refused sockets not closed yet: each still holds its descriptor. */
-  #refusing = 0;
-  /** Refused for want of descriptors since the last log line. */
-  #descriptorRefusals = 0;
-  #descriptorLogTimer = new WheelTimer({ onTimerExpired: (now) => (this.#logDescriptorRefusals() ? now + DESCRIPTOR_LOG_INTERVAL_MS : 0) });
-  // Two per client connection (its own and its upstream's, open or to come), two per
-  // tunnel, plus idle pooled upstreams, listeners and refusals still in flight.
-  #descriptorHolder: DescriptorHolder = {
-    descriptorsReserved: () => this.#servers.length + 2 * (this.#connections.size + this.#tunnels.size) + this.pool.idleCount + this.#refusing,
-    descriptorsHeld: () => {
-      let held = this.#servers.length + 2 * this.#tunnels.size + this.pool.idleCount + this.#refusing;
-      for (const conn of this.#connections) held += conn.exchange === null ? 1 : 2;
-      return held;
-    },
-  };
+  readonly #refusals: Refusals;
 
   constructor(config: GatewayConfig) {
     super();
@@ -128,6 +107,25 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#router = new Router(this.#config);
     this.wheel = new TimerWheel({ tickMs: 100 });
     this.pool = new UpstreamPool(this.wheel, poolOptions(this.#config));
+    // Two descriptors per client connection (its own and its upstream's, open or to come),
+    // two per tunnel, plus idle pooled upstreams, listeners and refusals still in flight.
+    this.#refusals = new Refusals(
+      {
+        wheel: this.wheel,
+        log: (level, message, fields) => this.#log(level, message, fields),
+        refused: (err, remoteAddress) => {
+          if (this.listenerCount('connectionError') > 0) this.emit('connectionError', err, { remoteAddress, method: null, path: null, status: 503 });
+        },
+      },
+      {
+        descriptorsReserved: () => this.#servers.length + 2 * (this.#connections.size + this.#tunnels.size) + this.pool.idleCount + this.#refusals.open,
+        descriptorsHeld: () => {
+          let held = this.#servers.length + 2 * this.#tunnels.size + this.pool.idleCount + this.#refusals.open;
+          for (const conn of this.#connections) held += conn.exchange === null ? 1 : 2;
+          return held;
+        },
+      },
+    );
   }
 
   get isClosing(): boolean {
@@ -217,12 +215,12 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     let conn: Connection | null = null;
     const max = this.#config.maxConnections;
     if (max > 0 && this.#connections.size + this.#tunnels.size >= max && !this.#closing) {
-      this.#refuse(socket, new WsgateError('WSG_ERR_TOO_MANY_CONNECTIONS', `${max} open`), true);
+      this.#refusals.refuse(socket, new WsgateError('WSG_ERR_TOO_MANY_CONNECTIONS', `${max} open`), true);
       return null;
     }
     // Issue #6: past the descriptor limit libuv would close new connections unseen; refuse them while we can.
-    if (!this.#closing && !this.#descriptors.admits(this.#descriptorHolder)) {
-      this.#refuseForDescriptors(socket);
+    if (!this.#closing && !this.#refusals.admitsOneMore()) {
+      this.#refusals.refuseForDescriptors(socket, new WsgateError('WSG_ERR_DESCRIPTOR_LIMIT', this.#refusals.describeUse()));
       return null;
     }
     if (!this.#closing) {
@@ -240,51 +238,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#connections.add(conn);
     this.#totalConnections++;
     return conn;
-  }
-
-  /** Over maxConnections: a prebuilt 503 and close, without reading the request (nginx answers 503 from limit_conn). */
-  #refuse(socket: net.Socket, err: WsgateError, log: boolean): void {
-    const remoteAddress = socket.remoteAddress ?? '';
-    if (log) this.#log('warn', err.message, { code: err.code, status: 503, remote: remoteAddress });
-    if (this.listenerCount('connectionError') > 0) this.emit('connectionError', err, { remoteAddress, method: null, path: null, status: 503 });
-    socket.on('error', () => {});
-    if (!socket.closed) {
-      this.#refusing++;
-      socket.once('close', () => this.#refusing--);
-    }
-    socket.end(errorResponse(503)!);
-    // A client that never reads or closes gets a short grace on the wheel, then is gone.
-    this.wheel.arm(new WheelTimer({ onTimerExpired: () => (socket.destroy(), 0) }), REFUSAL_GRACE_MS);
-  }
-
-  /** Near the descriptor limit: the same 503, logged at once and then at most once a second with a count. */
-  #refuseForDescriptors(socket: net.Socket): void {
-    const d = this.#descriptors;
-    const err = new WsgateError('WSG_ERR_DESCRIPTOR_LIMIT', `~${d.estimate(this.#descriptorHolder)} of ${d.limit} in use, ${d.reserve} kept free`);
-    this.#descriptorRefusals++;
-    if (!this.#descriptorLogTimer.isArmed && this.#logDescriptorRefusals()) this.wheel.arm(this.#descriptorLogTimer, DESCRIPTOR_LOG_INTERVAL_MS);
-    this.#refuse(socket, err, false);
-    // A flood answered faster than its clients close would fill the table with refusals and
-    // leave the rest to libuv's silent close: past half the reserve, a refused socket's
-    // descriptor is freed as soon as its 503 is in the kernel (an RST may follow the 503 if
-    // the client's request was already in; better than a FIN with no answer at all).
-    if (this.#refusing > d.reserve / 2 && socket.writableLength === 0) socket.destroy();
-  }
-
-  /** One line for the refusals since the last; false when there were none. */
-  #logDescriptorRefusals(): boolean {
-    if (this.#descriptorRefusals === 0) return false;
-    const d = this.#descriptors;
-    this.#log('warn', 'descriptor limit reached: new connections get 503', {
-      code: 'WSG_ERR_DESCRIPTOR_LIMIT',
-      status: 503,
-      refused: this.#descriptorRefusals,
-      fds: d.estimate(this.#descriptorHolder),
-      limit: d.limit,
-      reserve: d.reserve,
-    });
-    this.#descriptorRefusals = 0;
-    return true;
   }
 
   /** New connections use `config` from now on; open connections and tunnels keep what they started with. */

@@ -313,6 +313,9 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
     socket.removeListener('error', socketOnError);
     socket.removeListener('close', socketOnClose);
+    // The tunnel keeps the socket for hours, not this connection; no listener
+    // that reads socket[kConnection] is left to run.
+    (socket as { [kConnection]: Connection | null })[kConnection] = null;
     const early = this.#queue[0]?.tail ?? [];
     this.#queue = [];
     this.exchange = null;

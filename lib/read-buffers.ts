@@ -2,56 +2,90 @@
 // wsgate accepts itself. By default every socket read gets a fresh ArrayBuffer;
 // V8 frees those lazily, as external memory, so relaying 128 MiB between a fast
 // and a slow peer left 70+ MiB of dead read buffers on Node 24. Here a socket
-// reads into a buffer from a small free list, and the buffer is read into
-// again only when nothing refers to it any more:
-// - a write that forwards a slice of it (`writeHeld`) pins it until the write completes;
+// reads into a buffer it keeps, and a buffer is read into again only when
+// nothing refers to it any more:
+// - a write that forwards a slice of it (`writeHeld`) pins it until the write
+//   completes (a write the kernel took at once pins nothing);
 // - a slice kept for later (a queued body piece, bytes after an upgrade head)
 //   is copied out (`retainRead`): those are rare and short;
 // - llhttp copies bodies out itself, so what it reads needs neither.
+//
+// Each socket owns a small buffer, cut from a shared slab, and reads into it
+// while its reads are small: an idle tunnel holds two of them, not two 64 KiB
+// buffers with a page each touched. A read that fills the small buffer (or
+// finds it pinned) moves the socket to a 64 KiB buffer from a free list; a
+// read that would have fitted the small one moves it back.
 //
 // A read is dispatched synchronously (`dispatchRead`); writes of its bytes
 // happen during that dispatch, so `writeHeld` knows which buffer they pin.
 
 import net from 'node:net';
 
-const BUFFER_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
-const MAX_FREE = 32; // 2 MiB kept for reuse; more are left to the GC
+const BIG_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
+const SMALL_SIZE = 1024; // a chat message, a small frame, most request heads
+const SLAB_SIZE = 64 * 1024; // small buffers are cut from shared slabs of this size
+const MAX_FREE = 32; // 2 MiB of big buffers kept for reuse; more are left to the GC
 
 class ReadBuffer {
-  readonly bytes = Buffer.allocUnsafeSlow(BUFFER_SIZE);
   /** Writes of a slice of `bytes` that have not completed. */
   pending = 0;
-  /** A socket still reads into it. */
+  /** A socket still reads into it (a small buffer: still owned by its socket). */
   reading = true;
+  constructor(
+    readonly bytes: Buffer,
+    readonly small: boolean,
+  ) {}
 }
 
 const free: ReadBuffer[] = [];
-const owners = new WeakMap<ArrayBufferLike, ReadBuffer>();
+const owners = new WeakMap<Buffer, ReadBuffer>();
 const kReadBuffer = Symbol('wsgate read buffer');
+const kSmallBuffer = Symbol('wsgate small read buffer');
 const kHeld = Symbol('wsgate held writes');
 
-type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer };
+type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer; [kSmallBuffer]?: ReadBuffer };
 
 /** The buffer whose bytes are being dispatched, while a read callback runs. */
 let dispatching: ReadBuffer | null = null;
-/** The socket whose read callback just returned: Node asks for its next buffer right after. */
+/** The socket whose read callback just returned, and how much it read: Node asks for its next buffer right after. */
 let lastReader: ReadingSocket | null = null;
+let lastReadLength = 0;
 
 let created = 0;
+let slab: Buffer = Buffer.alloc(0);
+let slabUsed = 0;
 
-function take(): ReadBuffer {
+function takeBig(): ReadBuffer {
   let rb = free.pop();
   if (rb === undefined) {
-    rb = new ReadBuffer();
+    rb = new ReadBuffer(Buffer.allocUnsafeSlow(BIG_SIZE), false);
+    owners.set(rb.bytes, rb);
     created++;
   }
   rb.reading = true;
-  owners.set(rb.bytes.buffer, rb);
   return rb;
 }
 
+function takeSmall(): ReadBuffer {
+  if (slabUsed + SMALL_SIZE > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE); // freed by the GC with the last socket that reads into it
+    slabUsed = 0;
+  }
+  const rb = new ReadBuffer(slab.subarray(slabUsed, slabUsed + SMALL_SIZE), true);
+  slabUsed += SMALL_SIZE;
+  owners.set(rb.bytes, rb);
+  return rb;
+}
+
+/** A big buffer nobody reads into or writes from: back to the free list. Small ones stay with their socket. */
 function recycle(rb: ReadBuffer): void {
-  if (free.length < MAX_FREE) free.push(rb);
+  if (!rb.small && free.length < MAX_FREE) free.push(rb);
+}
+
+/** The socket stops reading into its big buffer `rb`: recycled now, or when its last write completes. */
+function leaveBig(rb: ReadBuffer): void {
+  rb.reading = false;
+  if (rb.pending === 0) recycle(rb);
 }
 
 /**
@@ -61,12 +95,23 @@ function recycle(rb: ReadBuffer): void {
 export function nextReadBuffer(): Buffer {
   const socket = lastReader;
   lastReader = null;
-  if (socket === null) return take().bytes; // first read of a socket: claimed by its first callback
+  if (socket === null) return takeSmall().bytes; // first read of a socket: claimed by its first callback
   const current = socket[kReadBuffer];
-  if (current === undefined) return take().bytes; // released already: never throw inside node's read path
-  if (current.pending === 0) return current.bytes;
-  current.reading = false; // recycled when its last write completes
-  const next = take();
+  if (current === undefined) return takeSmall().bytes; // released already: never throw inside node's read path
+  const small = socket[kSmallBuffer];
+  if (current.small) {
+    // Reads stay small while they leave room; a full read means more is waiting.
+    if (lastReadLength < current.bytes.length && current.pending === 0) return current.bytes;
+  } else {
+    if (lastReadLength < SMALL_SIZE && small !== undefined && small.pending === 0) {
+      leaveBig(current);
+      socket[kReadBuffer] = small;
+      return small.bytes;
+    }
+    if (current.pending === 0) return current.bytes;
+    leaveBig(current);
+  }
+  const next = takeBig();
   socket[kReadBuffer] = next;
   return next.bytes;
 }
@@ -76,8 +121,9 @@ export function dispatchRead<S extends net.Socket>(target: S, nread: number, buf
   const socket = target as S & ReadingSocket;
   let rb = socket[kReadBuffer];
   if (rb === undefined || rb.bytes !== buffer) {
-    rb = owners.get(buffer.buffer)!;
+    rb = owners.get(buffer)!;
     socket[kReadBuffer] = rb;
+    if (rb.small) socket[kSmallBuffer] = rb; // its first read: the small buffer it keeps
   }
   dispatching = rb;
   try {
@@ -85,23 +131,28 @@ export function dispatchRead<S extends net.Socket>(target: S, nread: number, buf
   } finally {
     dispatching = null;
     lastReader = socket;
+    lastReadLength = nread;
   }
 }
 
-/** The socket closed: its read buffer returns to the pool once its writes are done. */
+/** The socket closed: its big read buffer returns to the pool once its writes are done. */
 export function releaseReadBuffer(socket: ReadingSocket): void {
   const rb = socket[kReadBuffer];
   if (rb === undefined) return;
   socket[kReadBuffer] = undefined;
-  rb.reading = false;
-  if (rb.pending === 0) recycle(rb);
+  socket[kSmallBuffer] = undefined;
+  if (!rb.small) leaveBig(rb);
 }
+
+/** A write that completed inside write(): its buffer was released there. */
+const RELEASED = new ReadBuffer(Buffer.alloc(0), true);
 
 /** Completed writes of held slices, in write order (a Writable completes writes in order). */
 class HeldWrites {
   readonly buffers: ReadBuffer[] = [];
   readonly onWritten = (err?: Error | null): void => {
     const rb = this.buffers.shift()!;
+    if (rb === RELEASED) return;
     // After a failed write the memory is no longer read by the kernel either,
     // but a buffer that saw an error is simply left to the GC.
     if (--rb.pending === 0 && !rb.reading && !err) recycle(rb);
@@ -122,7 +173,15 @@ export function writeHeld(dest: net.Socket, chunk: Buffer): boolean {
   const held = (socket[kHeld] ??= new HeldWrites());
   rb.pending++;
   held.buffers.push(rb);
-  return socket.write(chunk, held.onWritten);
+  const roomLeft = socket.write(chunk, held.onWritten);
+  // Nothing queued means the kernel took the bytes during write(): nothing
+  // refers to them any more, so the buffer may be read into again at once,
+  // before the callback (which Node defers to the next tick) says so.
+  if (socket.writableLength === 0) {
+    rb.pending--;
+    held.buffers[held.buffers.length - 1] = RELEASED;
+  }
+  return roomLeft;
 }
 
 /** A slice to keep past the read's dispatch: copied out of a pooled buffer, else returned as is. */
@@ -139,6 +198,9 @@ function acceptedOnRead(this: net.Socket, nread: number, buffer: Uint8Array): bo
 }
 function emitData(socket: net.Socket, chunk: Buffer): void {
   socket.emit('data', chunk);
+}
+function acceptedOnClose(this: net.Socket): void {
+  releaseReadBuffer(this);
 }
 
 type InternalSocket = net.Socket & { _handle?: { readStart?: unknown } | null };
@@ -159,10 +221,12 @@ export function withPooledReads(accepted: net.Socket): net.Socket {
   internal._handle = null;
   accepted.destroy(); // only the wrapper: it has no handle to close; the server's count drops with it
   const options = { handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: nextReadBuffer, callback: acceptedOnRead } };
-  return new net.Socket(options as net.SocketConstructorOpts);
+  const socket = new net.Socket(options as net.SocketConstructorOpts);
+  socket.once('close', acceptedOnClose);
+  return socket;
 }
 
 /** Pool figures, for tests and benchmarks. */
 export function readBufferStats(): { free: number; created: number } {
-  return { free: free.length, created };
+  return { free: free.length, created }; // big buffers: free now, created since start
 }

@@ -160,21 +160,23 @@ async function oneReadEach(t: { teardown(fn: () => unknown): void }, messages: B
 }
 
 /** A client reading with pooled buffers (as wsgate's sockets do); `onChunk` sees each read; `buffersUsed` the buffers read into. */
-function pooledReader(port: number, onChunk: (chunk: Buffer) => void): { source: net.Socket; buffersUsed: Set<ArrayBufferLike> } {
-  const buffersUsed = new Set<ArrayBufferLike>();
+function pooledReader(port: number, onChunk: (chunk: Buffer) => void): { source: net.Socket; buffersUsed: Set<Uint8Array>; reads: Array<{ buffer: Uint8Array; nread: number }> } {
+  const buffersUsed = new Set<Uint8Array>();
+  const reads: Array<{ buffer: Uint8Array; nread: number }> = [];
   const source = net.connect({
     port,
     host: '127.0.0.1',
     onread: {
       buffer: nextReadBuffer,
       callback(this: net.Socket, nread: number, buffer: Uint8Array) {
-        buffersUsed.add(buffer.buffer);
+        buffersUsed.add(buffer);
+        reads.push({ buffer, nread });
         dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => onChunk(chunk));
         return true;
       },
     },
   });
-  return { source, buffersUsed };
+  return { source, buffersUsed, reads };
 }
 
 t.test('a pending write pins its read buffer: the next read goes elsewhere, the queued bytes stay intact', async (t) => {
@@ -207,5 +209,43 @@ t.test('a retained slice is a copy: the next read into the same buffer leaves it
   await once(source, 'end');
   t.equal(buffersUsed.size, 1, 'nothing pinned the buffer: every read reused it');
   t.ok(Buffer.concat(kept).equals(Buffer.concat(messages)), 'what was kept is what was read');
+  source.destroy();
+});
+
+t.test('a write the kernel takes at once pins nothing: every read goes into the same buffer', async (t) => {
+  const messages = Array.from({ length: 20 }, (_, i) => Buffer.alloc(200 + i, 97 + i));
+  const sinkGot: Buffer[] = [];
+  const sink = net.createServer((s) => s.on('data', (d) => sinkGot.push(d)));
+  sink.listen(0, '127.0.0.1');
+  await once(sink, 'listening');
+  t.teardown(() => sink.close());
+  const dest = net.connect((sink.address() as net.AddressInfo).port, '127.0.0.1');
+  await once(dest, 'connect');
+  const port = await oneReadEach(t, messages);
+  const { source, buffersUsed } = pooledReader(port, (chunk) => writeHeld(dest, chunk));
+  await once(source, 'end');
+  const expected = Buffer.concat(messages);
+  await waitFor(() => Buffer.concat(sinkGot).length >= expected.length, 5000, 'sink');
+  t.ok(Buffer.concat(sinkGot).equals(expected), 'the sink got every byte in order');
+  t.equal(buffersUsed.size, 1, 'the written buffer was free again before the next read');
+  dest.destroy();
+  source.destroy();
+});
+
+t.test('small reads use a small buffer; a read that fills it moves to a 64 KiB one, and a small read moves back', async (t) => {
+  const big = randomBytes(300_000);
+  const messages = [Buffer.alloc(100, 'a'), Buffer.alloc(100, 'b'), big, Buffer.alloc(100, 'c'), Buffer.alloc(100, 'd'), Buffer.alloc(100, 'e')];
+  const got: Buffer[] = [];
+  const port = await oneReadEach(t, messages);
+  const { source, reads } = pooledReader(port, (chunk) => got.push(Buffer.from(chunk)));
+  await once(source, 'end');
+  t.ok(Buffer.concat(got).equals(Buffer.concat(messages)), 'every byte read, in order');
+  const small = reads[0].buffer;
+  t.ok(small.length <= 4096, `the first reads go into a small buffer (${small.length} B), not 64 KiB`);
+  t.equal(reads[1].buffer, small, 'and stay there while reads leave room');
+  const bigReads = reads.filter((r) => r.buffer.length === 64 * 1024);
+  t.ok(bigReads.length >= 2, `the 300 KB burst was read mostly in 64 KiB reads (${bigReads.length})`);
+  t.ok(bigReads.some((r) => r.nread > 16 * 1024), 'with reads larger than the small buffer');
+  t.equal(reads[reads.length - 1].buffer, small, 'after small reads again the socket is back on its own small buffer');
   source.destroy();
 });

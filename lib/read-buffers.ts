@@ -144,6 +144,21 @@ export function releaseReadBuffer(socket: ReadingSocket): void {
   if (!rb.small) leaveBig(rb);
 }
 
+/** A read buffer pinned by one write that waits (handle-writes.ts). */
+export type HeldReadBuffer = ReadBuffer;
+
+/** Pins the buffer being dispatched for a write that did not complete inside its call; null outside a dispatch. */
+export function holdDispatched(): HeldReadBuffer | null {
+  const rb = dispatching;
+  if (rb !== null) rb.pending++;
+  return rb;
+}
+
+/** That write completed (or failed: the buffer is then left to the GC). */
+export function releaseHeld(rb: HeldReadBuffer, failed: boolean): void {
+  if (--rb.pending === 0 && !rb.reading && !failed) recycle(rb);
+}
+
 /** A write that completed inside write(): its buffer was released there. */
 const RELEASED = new ReadBuffer(Buffer.alloc(0), true);
 
@@ -152,10 +167,9 @@ class HeldWrites {
   readonly buffers: ReadBuffer[] = [];
   readonly onWritten = (err?: Error | null): void => {
     const rb = this.buffers.shift()!;
-    if (rb === RELEASED) return;
     // After a failed write the memory is no longer read by the kernel either,
     // but a buffer that saw an error is simply left to the GC.
-    if (--rb.pending === 0 && !rb.reading && !err) recycle(rb);
+    if (rb !== RELEASED) releaseHeld(rb, !!err);
   };
 }
 

@@ -1,7 +1,7 @@
 // An upgraded connection: two sockets spliced both ways. Chunks go from one
-// socket's 'data' straight into the other's write(), never copied or re-framed;
-// when a write() reports a full buffer the source pauses until 'drain' (ws
-// `socketOnData` / `receiverOnDrain`). Each direction half-closes on its own
+// socket's 'data' straight to the other's handle (handle-writes.ts), never
+// copied or re-framed; when a write reports a full buffer the source pauses
+// until 'drain' (ws `socketOnData` / `receiverOnDrain`). Each direction half-closes on its own
 // (Go `switchProtocolCopier` calls CloseWrite on EOF): a FIN from one side ends
 // the other side's write half, and the tunnel is over when both halves are.
 // A reset or error on either side destroys the other at once.
@@ -12,6 +12,7 @@ import type net from 'node:net';
 import type { TimerOwner, TimerWheel } from './timer-wheel.js';
 import { WheelTimer } from './timer-wheel.js';
 import { writeHeld } from './read-buffers.js';
+import { writeToSocket } from './handle-writes.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown';
 
@@ -152,14 +153,14 @@ function downstreamOnData(this: TunnelSocket, chunk: Buffer): void {
   const tunnel = this[kTunnel];
   tunnel.bytesToUpstream += chunk.length;
   tunnel.lastActive = tunnel.wheel.now;
-  if (!writeHeld(tunnel.upstream, chunk)) this.pause();
+  if (!writeToSocket(tunnel.upstream, chunk)) this.pause();
 }
 
 function upstreamOnData(this: TunnelSocket, chunk: Buffer): void {
   const tunnel = this[kTunnel];
   tunnel.bytesToDownstream += chunk.length;
   tunnel.lastActive = tunnel.wheel.now;
-  if (!writeHeld(tunnel.downstream, chunk)) this.pause(); // upstream sockets read into pooled buffers
+  if (!writeToSocket(tunnel.downstream, chunk)) this.pause();
 }
 
 /** The writer drained: let its peer read again. */

@@ -5,7 +5,7 @@
 // never spliced, which closes the WebSocket-smuggling hole (0ang3el,
 // "websocket-smuggle", 2019) where a proxy trusts a refused upgrade.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { WsgateError } from './errors.js';
 import type { ResolvedLocation } from './config.js';
 import { connectionTokens, upgradeListsWebSocket } from './headers.js';
@@ -40,7 +40,7 @@ export function checkUpgradeRequest(head: ParsedHead): WsgateError | null {
 }
 
 export function acceptFor(key: string): string {
-  return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
+  return hash('sha1', key + WEBSOCKET_GUID, 'base64'); // one-shot: no Hash object per handshake
 }
 
 /** Post-check of the upstream's 101; returns null when the pair may become a tunnel. */

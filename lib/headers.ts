@@ -33,8 +33,32 @@ const FORWARDING = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded
 
 const NO_TOKENS: ReadonlySet<string> = new Set();
 
+// What a header name means to the rewrite, found with one lookup of its
+// lower-cased form (names not listed are forwarded as they are).
+const Field = { HopByHop: 1, ContentLength: 2, Host: 3, Forwarding: 4, Expect: 5, MaxForwards: 6 } as const;
+type Field = (typeof Field)[keyof typeof Field];
+const FIELDS = new Map<string, Field>([
+  ...[...HOP_BY_HOP].map((name) => [name, Field.HopByHop] as const),
+  ...[...FORWARDING].map((name) => [name, Field.Forwarding] as const),
+  ['content-length', Field.ContentLength],
+  ['host', Field.Host],
+  ['expect', Field.Expect],
+  ['max-forwards', Field.MaxForwards],
+]);
+
+// The Connection values nearly every peer sends, read without splitting.
+// These sets are shared: addTokens copies one before adding to it.
+const COMMON_TOKENS = new Map<string, Set<string>>(
+  ['keep-alive', 'Keep-Alive', 'close', 'Close', 'upgrade', 'Upgrade'].map((value) => [value, new Set([value.toLowerCase()])]),
+);
+const SHARED_TOKENS = new Set<ReadonlySet<string>>(COMMON_TOKENS.values());
+
 function addTokens(tokens: Set<string> | null, value: string): Set<string> {
-  const set = tokens ?? new Set<string>();
+  if (tokens === null) {
+    const common = COMMON_TOKENS.get(value);
+    if (common !== undefined) return common;
+  }
+  const set = tokens === null ? new Set<string>() : SHARED_TOKENS.has(tokens) ? new Set(tokens) : tokens;
   for (const part of value.split(',')) {
     const token = part.trim().toLowerCase();
     if (token !== '') set.add(token);
@@ -153,19 +177,20 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i];
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === 'content-length' || lower === 'host') continue;
-    if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
+    const field = FIELDS.get(lower);
+    if (field === Field.HopByHop || field === Field.ContentLength || field === Field.Host) continue;
+    if (nominated.size > 0 && nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
     // CGI-style backends read `X_Forwarded_For` as X-Forwarded-For: underscores would
     // get around the forwarding rewrite below (nginx `underscores_in_headers off`).
     if (lower.includes('_')) continue;
     // RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored, not passed on in a 1.1 request.
-    if (lower === 'expect' && head.versionMinor === 0) continue;
+    if (field === Field.Expect && head.versionMinor === 0) continue;
     // RFC 9110 §7.6.2: each intermediary decrements an OPTIONS request's Max-Forwards (0 is answered at admission).
-    if (lower === 'max-forwards' && head.method === 'OPTIONS' && /^\s*[0-9]{1,9}\s*$/.test(raw[i + 1])) {
+    if (field === Field.MaxForwards && head.method === 'OPTIONS' && /^\s*[0-9]{1,9}\s*$/.test(raw[i + 1])) {
       out += `${name}: ${Number(raw[i + 1]) - 1}\r\n`;
       continue;
     }
-    if (FORWARDING.has(lower)) {
+    if (field === Field.Forwarding) {
       if (trusted === null || lower === 'x-real-ip') continue; // X-Real-IP is derived from the chain below
       if (lower === 'x-forwarded-for') {
         forwardedFor += (forwardedFor === '' ? '' : ', ') + raw[i + 1].trim();
@@ -180,7 +205,7 @@ export function buildUpstreamRequestHead(head: ParsedHead, options: UpstreamRequ
         continue;
       }
     }
-    if (remove.has(lower)) continue;
+    if (remove.size > 0 && remove.has(lower)) continue;
     out += `${name}: ${raw[i + 1]}\r\n`;
   }
   const remote = options.remoteAddress;
@@ -227,8 +252,9 @@ export function buildDownstreamResponseHead(head: ParsedHead, options: Downstrea
     const lower = name.toLowerCase();
     // A response without a body (HEAD, 304) keeps the Content-Length it describes (RFC 9110 §8.6).
     // A 101 has no content at all (RFC 9110 §8.6: no Content-Length in a 1xx).
-    if (HOP_BY_HOP.has(lower) || (lower === 'content-length' && (options.framing !== 'none' || options.upgrade))) continue;
-    if (nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
+    const field = FIELDS.get(lower);
+    if (field === Field.HopByHop || (field === Field.ContentLength && (options.framing !== 'none' || options.upgrade))) continue;
+    if (nominated.size > 0 && nominated.has(lower) && !NOT_NOMINABLE.has(lower)) continue;
     out += `${name}: ${raw[i + 1]}\r\n`;
   }
   if (options.upgrade) return out + 'Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n';

@@ -26,6 +26,8 @@ const SMALL_SIZE = 1024; // a chat message, a small frame, most request heads
 const SLAB_SIZE = 64 * 1024; // small buffers are cut from shared slabs of this size
 const MAX_FREE = 32; // 2 MiB of big buffers kept for reuse; more are left to the GC
 
+const kOwner = Symbol('wsgate read buffer of these bytes');
+
 class ReadBuffer {
   /** Writes of a slice of `bytes` that have not completed. */
   pending = 0;
@@ -34,11 +36,15 @@ class ReadBuffer {
   constructor(
     readonly bytes: Buffer,
     readonly small: boolean,
-  ) {}
+  ) {
+    // Node hands the callback the very Buffer object it read into: the tag finds its ReadBuffer.
+    (bytes as OwnedBytes)[kOwner] = this;
+  }
 }
 
+type OwnedBytes = Buffer & { [kOwner]?: ReadBuffer };
+
 const free: ReadBuffer[] = [];
-const owners = new WeakMap<Buffer, ReadBuffer>();
 const kReadBuffer = Symbol('wsgate read buffer');
 const kSmallBuffer = Symbol('wsgate small read buffer');
 const kHeld = Symbol('wsgate held writes');
@@ -59,7 +65,6 @@ function takeBig(): ReadBuffer {
   let rb = free.pop();
   if (rb === undefined) {
     rb = new ReadBuffer(Buffer.allocUnsafeSlow(BIG_SIZE), false);
-    owners.set(rb.bytes, rb);
     created++;
   }
   rb.reading = true;
@@ -73,7 +78,6 @@ function takeSmall(): ReadBuffer {
   }
   const rb = new ReadBuffer(slab.subarray(slabUsed, slabUsed + SMALL_SIZE), true);
   slabUsed += SMALL_SIZE;
-  owners.set(rb.bytes, rb);
   return rb;
 }
 
@@ -121,7 +125,7 @@ export function dispatchRead<S extends net.Socket>(target: S, nread: number, buf
   const socket = target as S & ReadingSocket;
   let rb = socket[kReadBuffer];
   if (rb === undefined || rb.bytes !== buffer) {
-    rb = owners.get(buffer)!;
+    rb = (buffer as OwnedBytes)[kOwner]!;
     socket[kReadBuffer] = rb;
     if (rb.small) socket[kSmallBuffer] = rb; // its first read: the small buffer it keeps
   }

@@ -18,6 +18,7 @@ import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { PendingRequest } from './pending-request.js';
+import { kConnection } from './socket-fields.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
@@ -48,7 +49,6 @@ export interface ConnectionHost {
 // that destroys the response in flight (nginx `lingering_timeout`).
 const LINGER_MS = 5000;
 
-const kConnection = Symbol('wsgate connection');
 type DownstreamSocket = net.Socket & { [kConnection]: Connection };
 
 export class Connection implements TimerOwner, HeadReaderHandler {

@@ -12,6 +12,7 @@
 import net from 'node:net';
 import { WsgateError } from './errors.js';
 import { dispatchRead, nextReadBuffer, releaseReadBuffer } from './read-buffers.js';
+import { initSocketFields, kOwner } from './socket-fields.js';
 
 export interface UpstreamAddress {
   readonly host: string;
@@ -30,7 +31,7 @@ export interface UpstreamOwner {
   crashed(err: unknown): void;
 }
 
-export const kOwner = Symbol('wsgate upstream owner');
+export { kOwner };
 
 export type UpstreamSocket = net.Socket & {
   [kOwner]: UpstreamOwner | null;
@@ -47,6 +48,7 @@ export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): Up
     noDelay: true,
     onread: { buffer: nextReadBuffer, callback: upstreamOnRead }, // read-buffers.ts: no buffer per read
   }) as UpstreamSocket;
+  initSocketFields(socket);
   socket[kOwner] = owner;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
   socket.once('close', upstreamReleaseBuffer);

@@ -11,6 +11,7 @@ import { WsgateError } from './errors.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
 import { withPooledReads } from './read-buffers.js';
+import { initSocketFields } from './socket-fields.js';
 import { Refusals } from './refusals.js';
 import { Router, type RouteMatch } from './router.js';
 import { TimerWheel } from './timer-wheel.js';
@@ -225,7 +226,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     }
     if (!this.#closing) {
       try {
-        conn = new Connection(this, socket, this.#config, this.#router);
+        conn = new Connection(this, initSocketFields(socket), this.#config, this.#router);
       } catch (err) {
         this.#log('error', `cannot set up a connection: ${(err as Error).message}`, { code: 'WSG_ERR_INTERNAL' });
       }

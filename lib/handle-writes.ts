@@ -28,6 +28,7 @@
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { holdDispatched, releaseHeld, writeHeld, type HeldReadBuffer } from './read-buffers.js';
+import { kNeedDrain } from './socket-fields.js';
 
 interface StreamHandle {
   writeBuffer(req: object, data: Uint8Array): number;
@@ -44,7 +45,6 @@ interface WriteRequest {
 
 type WriteRequestClass = new () => WriteRequest;
 
-const kNeedDrain = Symbol('wsgate need drain');
 
 type DirectSocket = net.Socket & {
   _handle?: StreamHandle | null;

@@ -20,6 +20,7 @@
 // happen during that dispatch, so `writeHeld` knows which buffer they pin.
 
 import net from 'node:net';
+import { initSocketFields, kHeld, kReadBuffer, kSmallBuffer } from './socket-fields.js';
 
 const BIG_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
 const SMALL_SIZE = 1024; // a chat message, a small frame, most request heads
@@ -45,9 +46,6 @@ class ReadBuffer {
 type OwnedBytes = Buffer & { [kOwner]?: ReadBuffer };
 
 const free: ReadBuffer[] = [];
-const kReadBuffer = Symbol('wsgate read buffer');
-const kSmallBuffer = Symbol('wsgate small read buffer');
-const kHeld = Symbol('wsgate held writes');
 
 type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer; [kSmallBuffer]?: ReadBuffer };
 
@@ -234,12 +232,12 @@ export function withPooledReads(accepted: net.Socket): net.Socket {
   const handle = internal._handle;
   if (handle == null || typeof handle.readStart !== 'function') {
     accepted.resume();
-    return accepted;
+    return initSocketFields(accepted);
   }
   internal._handle = null;
   accepted.destroy(); // only the wrapper: it has no handle to close; the server's count drops with it
   const options = { handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: nextReadBuffer, callback: acceptedOnRead } };
-  const socket = new net.Socket(options as net.SocketConstructorOpts);
+  const socket = initSocketFields(new net.Socket(options as net.SocketConstructorOpts));
   socket.once('close', acceptedOnClose);
   return socket;
 }

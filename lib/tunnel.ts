@@ -13,6 +13,7 @@ import type { TimerOwner, TimerWheel } from './timer-wheel.js';
 import { WheelTimer } from './timer-wheel.js';
 import { writeHeld } from './read-buffers.js';
 import { writeToSocket } from './handle-writes.js';
+import { kGotEnd, kTunnel } from './socket-fields.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown';
 
@@ -24,8 +25,6 @@ export interface TunnelEndpoints {
 /** Called once, after both sockets are closed. */
 export type TunnelCloseCallback = (tunnel: Tunnel, reason: TunnelCloseReason) => void;
 
-const kTunnel = Symbol('wsgate tunnel');
-const kGotEnd = Symbol('wsgate peer sent FIN');
 
 type TunnelSocket = net.Socket & { [kTunnel]: Tunnel; [kGotEnd]: boolean };
 

@@ -41,6 +41,8 @@ interface WriteRequest {
   socket: DirectSocket | null;
   /** The read buffer the bytes live in, pinned while the write waits. */
   held: HeldReadBuffer | null;
+  /** The bytes themselves: libuv reads them from memory the GC must not free meanwhile (node keeps `req.buffer` too). */
+  buffer: Buffer | null;
 }
 
 type WriteRequestClass = new () => WriteRequest;
@@ -83,6 +85,7 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   req.oncomplete = directWriteOnComplete;
   req.socket = dest;
   req.held = holdDispatched();
+  req.buffer = chunk;
   if (handle.writeQueueSize < dest.writableHighWaterMark) return true;
   dest[kNeedDrain] = true;
   return false;
@@ -93,6 +96,7 @@ function directWriteOnComplete(this: WriteRequest, status: number): void {
   const held = this.held;
   this.socket = null;
   this.held = null;
+  this.buffer = null;
   this.oncomplete = null;
   if (held !== null) releaseHeld(held, status < 0);
   if (status < 0) {

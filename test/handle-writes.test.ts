@@ -106,3 +106,40 @@ t.test('the kernel cannot take more: the source is held back, then every byte fo
   t.equal(sha256(body.subarray(written)), sha256(chunk), 'the bytes written after the drain follow them');
   upstreamSocket.destroy();
 });
+
+t.test('a write left waiting keeps its bytes alive: sockets handed in without pooled reads, with the GC running', async (t) => {
+  const v8 = await import('node:v8');
+  const vm = await import('node:vm');
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  const { upstream, release } = await stalledUpstream(t);
+  const { gw } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  // The library API: wsgate gets a socket that reads into fresh buffers, which only the write request keeps.
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => gw.handleSocket(socket));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.teardown(() => client.destroy());
+  let head = '';
+  client.on('data', (d: Buffer) => (head += d.toString('latin1')));
+  client.write(upgradeRequest('/'));
+  await waitFor(() => head.includes('\r\n\r\n'), 5000, '101');
+  const payload = randomBytes(16 * 1024 * 1024);
+  for (let at = 0; at < payload.length; at += 100_000) client.write(payload.subarray(at, at + 100_000));
+  await new Promise((r) => setTimeout(r, 300)); // the proxy fills the stalled upstream's buffers and waits
+  for (let i = 0; i < 5; i++) gc(); // the chunks of the waiting writes must survive this
+  // and memory freed by mistake would be reused by these, so the bytes sent would change
+  const junk = Array.from({ length: 256 }, () => Buffer.alloc(64 * 1024, 0x5a));
+  release();
+  const relayed = () => {
+    const all = Buffer.concat(upstream.received[0]);
+    return all.subarray(all.indexOf('\r\n\r\n') + 4);
+  };
+  const gcWhileDraining = setInterval(gc, 20);
+  t.teardown(() => clearInterval(gcWhileDraining));
+  await waitFor(() => relayed().length >= payload.length, 30_000, 'all bytes at the upstream');
+  clearInterval(gcWhileDraining);
+  t.equal(sha256(relayed()), sha256(payload), 'the upstream got every byte as sent');
+  t.equal(junk.length, 256);
+});

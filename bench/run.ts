@@ -17,7 +17,7 @@ import { hasWrk, measureHttp, startHttpUpstream } from './http.js';
 import { measureMemory } from './http-memory.js';
 import { barChart } from './lib/chart.js';
 import { PEER_NAMES, hasTaskset, peerAvailable, type PeerName } from './lib/peers.js';
-import { measureClosed, measureHandshake, measureIdle, measureLatency, startWsEcho, type WsUpstream } from './ws.js';
+import { measureClosed, measureHandshake, measureAfterIdle, measureIdle, measureLatency, startWsEcho, type WsUpstream } from './ws.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -131,6 +131,23 @@ const SCENARIOS: Scenario[] = [
     runs: 1,
     peers: peers.filter((p) => p !== 'direct'),
     start: onWsEcho((upstream, peer) => measureIdle(peer, peerOptions, upstream, quick ? 1000 : 9000)),
+  },
+  {
+    name: 'after-idle',
+    main: 'cpuSPerGBAfter',
+    mainLabel: 'bulk CPU s/GB after the idle tunnels',
+    columns: [
+      ['cpuSPerGB', 'bulk CPU s/GB fresh', 2],
+      ['afterOverFresh', 'after / fresh', 2],
+      ['rssKeptMiB', 'RSS kept after they closed, MiB', 1],
+      ['open', 'tunnels', 0],
+    ],
+    note: `one process: the bulk load fresh, then ${quick ? 1000 : 9000} idle tunnels opened and closed, then the bulk load again`,
+    runs: 1,
+    peers: peers.filter((p) => p !== 'direct'),
+    start: onWsEcho((upstream, peer) =>
+      measureAfterIdle(peer, peerOptions, upstream, quick ? 1000 : 9000, { connections: 10, inFlight: 8, size: 65536, seconds, warmupSeconds: WARMUP_SECONDS }),
+    ),
   },
   {
     name: 'http',

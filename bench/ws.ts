@@ -137,3 +137,33 @@ export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'up
     };
   });
 }
+
+/**
+ * The same process before and after a heavy run: bulk CPU per GB on the fresh
+ * process, then `tunnels` idle tunnels opened and closed again, then the same
+ * bulk load once more; and the RSS the process kept after those tunnels closed.
+ * (A Node process that held 9,000 connections keeps much of that memory, and
+ * was seen to spend more CPU per GB afterwards.)
+ */
+export async function measureAfterIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number, spec: ClosedLoopSpec) {
+  return withPeer(peer, options, upstream, async (running) => {
+    if (running.pid === null) return { cpuSPerGBAfter: null, cpuSPerGB: null, afterOverFresh: null, rssKeptMiB: null, open: 0 };
+    const pids = processTree(running.pid);
+    const bulk = async () => {
+      let before = 0;
+      const load = runLoad('closed', running.port, spec, () => (before = cpuSeconds(pids)));
+      const r = await load.result;
+      return (cpuSeconds(pids) - before) / ((r.messages * spec.size * 2) / 1e9);
+    };
+    const fresh = await bulk();
+    const rssBefore = rssKiB(pids);
+    const load = runLoad('idle', running.port, { connections: tunnels }, () => {});
+    const r = await load.result; // printed once every tunnel is open (or failed)
+    await new Promise((res) => setTimeout(res, 1000));
+    await stopChild(load.child); // the tunnels close
+    await new Promise((res) => setTimeout(res, 2000));
+    const rssKept = rssKiB(pids) - rssBefore;
+    const after = await bulk();
+    return { cpuSPerGBAfter: after, cpuSPerGB: fresh, afterOverFresh: after / fresh, rssKeptMiB: rssKept / 1024, open: r.open };
+  });
+}

@@ -51,7 +51,7 @@ export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): Up
   initSocketFields(socket);
   socket[kOwner] = owner;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
-  socket.once('close', upstreamReleaseBuffer);
+  socket.on('close', upstreamReleaseBuffer); // 'close' comes once: `once` would add a bound wrapper per socket
   return socket;
 }
 

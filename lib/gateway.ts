@@ -76,11 +76,6 @@ export interface GatewayEvents {
   listening: [ListenAddress];
 }
 
-interface TunnelRecord {
-  readonly tunnel: Tunnel;
-  readonly info: TunnelInfo;
-}
-
 function poolOptions(config: ResolvedConfig): UpstreamPoolOptions {
   return { maxIdle: config.upstreamKeepAlive, idleTimeoutMs: config.upstreamIdleTimeoutMs, maxRequests: config.upstreamMaxRequests };
 }
@@ -93,7 +88,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   #servers: net.Server[] = [];
   #addresses: ListenAddress[] = [];
   #connections = new Set<Connection>();
-  #tunnels = new Map<Tunnel, TunnelRecord>();
+  #tunnels = new Map<Tunnel, TunnelInfo>();
   #closing: Promise<void> | null = null;
   #nextTunnelId = 1;
   #totalConnections = 0;
@@ -334,25 +329,26 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#connections.delete(conn);
     const location = route.location;
     conn.socket.write(responseHead, 'latin1');
-    const tunnel = new Tunnel({ downstream: conn.socket, upstream }, early, leftover, location.tunnelTimeoutMs, this.wheel, (t, reason) =>
-      this.#tunnelClosed(t, reason),
-    );
+    const tunnel = new Tunnel({ downstream: conn.socket, upstream }, early, leftover, location.tunnelTimeoutMs, this.wheel, this.#onTunnelClosed);
     if (tunnel.isClosed) return; // both sides were already gone; the close callback ran
     const info: TunnelInfo = { id: this.#nextTunnelId++, remoteAddress: conn.remoteAddress, path: conn.head?.url ?? '', upstream: location.upstream.url };
-    this.#tunnels.set(tunnel, { tunnel, info });
+    this.#tunnels.set(tunnel, info);
     this.#totalTunnels++;
     this.#log('debug', 'tunnel open', { id: info.id, remote: info.remoteAddress, path: info.path, upstream: info.upstream });
     if (this.listenerCount('tunnelOpen') > 0) this.emit('tunnelOpen', info);
   }
 
+  /** One callback for every tunnel: a closure per tunnel would stay for the tunnel's life. */
+  readonly #onTunnelClosed = (tunnel: Tunnel, reason: TunnelCloseReason): void => this.#tunnelClosed(tunnel, reason);
+
   #tunnelClosed(tunnel: Tunnel, reason: TunnelCloseReason): void {
-    const record = this.#tunnels.get(tunnel);
+    const opened = this.#tunnels.get(tunnel);
     this.#closedBytesToUpstream += tunnel.bytesToUpstream;
     this.#closedBytesToDownstream += tunnel.bytesToDownstream;
-    if (record === undefined) return;
+    if (opened === undefined) return;
     this.#tunnels.delete(tunnel);
     const info: TunnelCloseInfo = {
-      ...record.info,
+      ...opened,
       reason,
       bytesToUpstream: tunnel.bytesToUpstream,
       bytesToDownstream: tunnel.bytesToDownstream,

@@ -81,7 +81,7 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
     spare = req;
     return true;
   }
-  // The kernel took part of it: libuv holds the rest, and req until it is sent.
+  // Not all taken (or queued behind earlier writes): libuv holds the rest, and req until it is sent.
   req.oncomplete = directWriteOnComplete;
   req.socket = dest;
   req.held = holdDispatched();

@@ -238,7 +238,7 @@ export function withPooledReads(accepted: net.Socket): net.Socket {
   accepted.destroy(); // only the wrapper: it has no handle to close; the server's count drops with it
   const options = { handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: nextReadBuffer, callback: acceptedOnRead } };
   const socket = initSocketFields(new net.Socket(options as net.SocketConstructorOpts));
-  socket.once('close', acceptedOnClose);
+  socket.on('close', acceptedOnClose); // not `once`: its bound wrapper would stay for the socket's life
   return socket;
 }
 

@@ -64,6 +64,9 @@ async function measure(kind: string, n: number): Promise<Record<string, number |
   // let the allocation's concurrent GC work finish before measuring idle CPU
   await new Promise((r) => setTimeout(r, 2000));
   globalThis.gc?.();
+  // and let that GC's concurrent sweeping finish too: its threads' CPU, which
+  // grows with the heap, once made 1M entries look 15× costlier while idle
+  await new Promise((r) => setTimeout(r, 1500));
   const idle0 = cpuMs();
   await new Promise((r) => setTimeout(r, 3000));
   const idleCpuMsPerSec = (cpuMs() - idle0) / 3;

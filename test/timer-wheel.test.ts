@@ -206,3 +206,43 @@ t.test('a timeout of 0 disarms', async (t) => {
   t.notOk(timer.isArmed);
   t.equal(m.wheel.size, 0);
 });
+
+t.test('random deadlines up to 30 revolutions away fire once, on their tick, through stalls', async (t) => {
+  // 16 slots x 10 ms = 160 ms a revolution; deadlines up to 5 s; now and then a stall.
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  for (let round = 0; round < 20; round++) {
+    const m = manualWheel({ tickMs: 10, slots: 16 });
+    const start = m.now;
+    const timers: Array<{ deadline: number; recorder: Recorder }> = [];
+    const log: string[] = [];
+    const arm = (at: number) => {
+      const recorder = new Recorder(log, `t${timers.length}`);
+      const delay = 1 + Math.floor(random() * 5000);
+      m.wheel.arm(new WheelTimer(recorder), delay);
+      timers.push({ deadline: at + delay, recorder });
+    };
+    for (let i = 0; i < 200; i++) arm(start);
+    let clock = start;
+    const stalls: Array<[number, number]> = [];
+    while (clock < start + 12_000) {
+      const step = random() < 0.02 ? 10 + Math.floor(random() * 1500) : 10; // now and then a stall, some longer than a revolution
+      if (step > 10) stalls.push([clock, clock + step]);
+      clock += step;
+      m.advanceTo(clock);
+      if (clock < start + 6000 && random() < 0.05) arm(clock); // armed mid-way, from the wheel's current time
+    }
+    for (const { deadline, recorder } of timers) {
+      if (recorder.fired.length !== 1) {
+        t.fail(`round ${round}: a timer fired ${recorder.fired.length} times`);
+        continue;
+      }
+      const fired = recorder.fired[0];
+      const late = fired - deadline;
+      // On time within a tick (two, as the clock is not tick-aligned after a stall), unless a stall covered the deadline: then at its end.
+      const stalled = stalls.some(([from, to]) => deadline > from - 20 && deadline <= to && fired === to);
+      if (late < 0 || (late > 20 && !stalled)) t.fail(`round ${round}: deadline ${deadline - start}, fired ${fired - start}`);
+    }
+    t.equal(m.wheel.size, 0, `round ${round}: every entry left the wheel`);
+  }
+});

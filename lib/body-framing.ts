@@ -38,6 +38,15 @@ export function normalizeTransferCodings(value: string): string {
     .join(', ');
 }
 
+/** Appends one body piece to `out`, framed as a chunk when `chunked` (for one writev). */
+export function pushBody(out: Array<string | Buffer>, chunk: Buffer, chunked: boolean): void {
+  if (!chunked) {
+    out.push(chunk);
+    return;
+  }
+  out.push(chunk.length.toString(16) + '\r\n', chunk, CRLF);
+}
+
 /** Writes one body piece, as a chunk when `chunked`; returns what the last write() returned (backpressure). */
 export function writeBody(socket: net.Socket, chunk: Buffer, chunked: boolean): boolean {
   if (!chunked) return writeHeld(socket, chunk); // may be a slice of a pooled read (read-buffers.ts)

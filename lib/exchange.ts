@@ -10,7 +10,7 @@
 // connections from the pool; a connection goes back only after a clean,
 // complete exchange. WebSocket handshakes always get a fresh connection.
 
-import { LAST_CHUNK, responseFraming, writeBody, type Framing } from './body-framing.js';
+import { LAST_CHUNK, pushBody, responseFraming, writeBody, type Framing } from './body-framing.js';
 import type { ExchangeRequest } from './admission.js';
 import type { Connection } from './connection.js';
 import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from './dialer.js';
@@ -19,7 +19,8 @@ import { checkSwitchingProtocols } from './handshake.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from './headers.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
-import { retainRead, writeHeld } from './read-buffers.js';
+import { retainRead } from './read-buffers.js';
+import { writePieces, writeToSocket } from './handle-writes.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -69,6 +70,9 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   #retried = false;
   /** Upstream paused because the client's buffer is full: the wait is on the client (sendTimeout). */
   #waitingOnDownstream = false;
+  /** Pieces for the client while an upstream read is parsed (`#pieces`), else null. */
+  #gathered: Array<string | Buffer> | null = null;
+  readonly #pieces: Array<string | Buffer> = [];
 
   constructor(conn: Connection, request: ExchangeRequest) {
     this.conn = conn;
@@ -174,17 +178,16 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       transferCodings: request.transferCodings,
       keepAlive: this.conn.host.pool.options.maxIdle > 0,
     });
-    const upstream = this.upstream!;
-    upstream.cork();
-    upstream.write(head, 'latin1');
+    // The head and the body read so far leave in one writev.
+    const pieces: Array<string | Buffer> = [head];
     // Bytes that followed an upgrade head wait for the 101 (Connection keeps
     // them): an upstream that refuses the upgrade never sees them.
     if (!request.webSocket) {
-      for (const chunk of this.#queued) writeBody(upstream, chunk, request.chunked);
-      if (this.#requestEnded && request.chunked) upstream.write(LAST_CHUNK);
+      for (const chunk of this.#queued) pushBody(pieces, chunk, request.chunked);
+      if (this.#requestEnded && request.chunked) pieces.push(LAST_CHUNK);
     }
     this.#queued = [];
-    upstream.uncork();
+    writePieces(this.upstream!, pieces);
     this.#lastActive = this.conn.wheel.now;
     this.conn.wheel.arm(this.#timer, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
     if (!request.webSocket && !this.#requestEnded) this.conn.resumeReading();
@@ -205,16 +208,24 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     let consumed = chunk.length;
     // Whatever one upstream read yields for the client (head, body pieces,
     // chunk framing) leaves in one writev, as nginx sends head and body together.
-    const downstream = this.conn.socket;
     let failure: unknown = null;
-    downstream.cork();
+    const pieces = (this.#gathered = this.#pieces);
     try {
       consumed = this.#reader!.execute(chunk);
       if (this.#rawRemaining > 0 && consumed < chunk.length) this.#relayRaw(chunk.subarray(consumed));
     } catch (err) {
       failure = err;
     }
-    downstream.uncork();
+    this.#gathered = null;
+    if (pieces.length > 0) {
+      // Sent even when the read also held garbage: what came before it was a valid response.
+      const roomLeft = writePieces(this.conn.socket, pieces);
+      pieces.length = 0;
+      if (!roomLeft && this.phase === ExchangePhase.RelayingBody && !this.#responseComplete) {
+        this.#waitingOnDownstream = true;
+        this.upstream!.pause();
+      }
+    }
     if (failure !== null) {
       // Garbage after a complete response only disqualifies the connection.
       if (!this.#responseComplete) {
@@ -285,7 +296,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     if (status < 200) {
       // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2); llhttp then reads the next head.
-      if (request.head.versionMinor >= 1) this.conn.socket.write(buildInformationalHead(head), 'latin1');
+      if (request.head.versionMinor >= 1) this.#toDownstream(buildInformationalHead(head));
       return BodyMode.Parse;
     }
     const http10 = request.head.versionMinor === 0;
@@ -297,7 +308,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.#keepAlive = framing !== 'close' && !request.webSocket && !request.connection.has('close') && this.conn.mayKeepAlive();
     this.phase = ExchangePhase.RelayingBody;
     this.responseStarted = true;
-    this.conn.socket.write(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }), 'latin1');
+    this.#toDownstream(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }));
     if (framing === 'none') return BodyMode.None;
     if (framing === 'length' && contentLength > 0) {
       this.#rawRemaining = contentLength;
@@ -308,7 +319,14 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   onBody(chunk: Buffer): void {
     if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return;
-    if (!writeBody(this.conn.socket, chunk, this.#framing === 'chunked')) {
+    let roomLeft: boolean;
+    if (this.#gathered !== null) {
+      pushBody(this.#gathered, chunk, this.#framing === 'chunked');
+      roomLeft = true; // received() decides once the read is parsed
+    } else {
+      roomLeft = writeBody(this.conn.socket, chunk, this.#framing === 'chunked');
+    }
+    if (!roomLeft) {
       this.#waitingOnDownstream = true;
       this.upstream!.pause();
     }
@@ -318,10 +336,24 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     // an interim 1xx, the 101, unsolicited, or a raw body (llhttp stopped at its head)
     if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete || this.#rawRemaining >= 0) return;
     this.#responseComplete = true;
-    if (this.#framing === 'chunked') this.conn.socket.write(LAST_CHUNK);
+    if (this.#framing === 'chunked') this.#toDownstream(LAST_CHUNK);
   }
 
   // --- internals ---
+
+  /**
+   * One piece for the client: gathered while a read is parsed (received()
+   * sends them together), else written at once, straight to the socket's
+   * handle where it can (handle-writes.ts). Returns false when the upstream
+   * should pause until the client drains.
+   */
+  #toDownstream(piece: string | Buffer): boolean {
+    if (this.#gathered !== null) {
+      this.#gathered.push(piece);
+      return true;
+    }
+    return typeof piece === 'string' ? this.conn.socket.write(piece, 'latin1') : writeToSocket(this.conn.socket, piece);
+  }
 
   /** Relays Content-Length body bytes straight from the upstream's buffer. */
   #relayRaw(bytes: Buffer): void {
@@ -333,7 +365,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     this.#rawRemaining = remaining - body.length;
     if (this.#rawRemaining === 0) this.#responseComplete = true;
-    if (!writeHeld(this.conn.socket, body) && !this.#responseComplete) {
+    if (!this.#toDownstream(body) && !this.#responseComplete) {
       this.#waitingOnDownstream = true;
       this.upstream!.pause();
     }

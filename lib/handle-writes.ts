@@ -32,8 +32,13 @@ import { kNeedDrain } from './socket-fields.js';
 
 interface StreamHandle {
   writeBuffer(req: object, data: Uint8Array): number;
+  writeLatin1String(req: object, data: string): number;
+  writev(req: object, chunks: unknown[], allBuffers: boolean): number;
   readonly writeQueueSize: number;
 }
+
+/** The handle methods Node's own writes go through: whichever a write uses shows the request class. */
+const WRITE_METHODS = ['writeBuffer', 'writeLatin1String', 'writev'] as const;
 
 interface WriteRequest {
   oncomplete: ((this: WriteRequest, status: number) => void) | null;
@@ -42,7 +47,7 @@ interface WriteRequest {
   /** The read buffer the bytes live in, pinned while the write waits. */
   held: HeldReadBuffer | null;
   /** The bytes themselves: libuv reads them from memory the GC must not free meanwhile (node keeps `req.buffer` too). */
-  buffer: Buffer | null;
+  buffer: unknown;
 }
 
 type WriteRequestClass = new () => WriteRequest;
@@ -65,14 +70,50 @@ let spare: WriteRequest | null = null;
  */
 export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   const dest = socket as DirectSocket;
-  const handle = dest._handle;
-  if (WriteWrap === null || handle == null || dest.writableLength !== 0 || dest.destroyed || dest.writableEnded || dest.connecting) {
-    return writeThroughStream(dest, chunk);
-  }
-  if (WriteWrap === undefined) return learnWriteWrap(dest, handle, chunk); // nothing queued: this write reaches the handle
-  const req = spare ?? new WriteWrap();
+  const handle = directHandle(dest);
+  if (handle === null) return writeThroughStream(dest, chunk);
+  if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeThroughStream(dest, chunk));
+  const req = spare ?? new WriteWrap!();
   spare = null;
-  const err = handle.writeBuffer(req, chunk);
+  return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk);
+}
+
+/**
+ * Writes `pieces` (latin1 strings and buffers, in order) as one `writev`: an
+ * HTTP head and the body bytes that came with it leave in one system call, as
+ * nginx sends them. Straight to the handle when nothing is queued in the
+ * Writable, else corked through it. Returns false when the caller should
+ * pause its source until 'drain'. `pieces` may be reused once this returns.
+ */
+export function writePieces(socket: net.Socket, pieces: ReadonlyArray<string | Buffer>): boolean {
+  const dest = socket as DirectSocket;
+  if (pieces.length === 1 && typeof pieces[0] !== 'string') return writeToSocket(dest, pieces[0]);
+  const handle = directHandle(dest);
+  if (handle === null) return writePiecesThroughStream(dest, pieces);
+  if (WriteWrap === undefined) return learnWriteWrap(handle, () => writePiecesThroughStream(dest, pieces));
+  const req = spare ?? new WriteWrap!();
+  spare = null;
+  if (pieces.length === 1) return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, pieces[0] as string), null);
+  const chunks: unknown[] = new Array(pieces.length * 2);
+  for (let i = 0; i < pieces.length; i++) {
+    chunks[2 * i] = pieces[i];
+    chunks[2 * i + 1] = typeof pieces[i] === 'string' ? 'latin1' : 'buffer';
+  }
+  return afterDirectWrite(dest, handle, req, handle.writev(req, chunks, false), chunks);
+}
+
+/** The handle to write to directly, or null when the write must go through the Writable. */
+function directHandle(dest: DirectSocket): StreamHandle | null {
+  const handle = dest._handle;
+  if (WriteWrap === null || handle == null || dest.writableLength !== 0 || dest.destroyed || dest.writableEnded || dest.connecting) return null;
+  return handle;
+}
+
+/**
+ * After `handle.write*(req, ...)` returned `err`: done when the kernel took
+ * everything inside the call, else waiting in libuv with `bytes` kept alive.
+ */
+function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRequest, err: number, bytes: unknown): boolean {
   if (err !== 0) {
     dest.destroy(writeError(err)); // req is not reused: a failed write may have bound it
     return false;
@@ -82,10 +123,11 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
     return true;
   }
   // Not all taken (or queued behind earlier writes): libuv holds the rest, and req until it is sent.
+  // Strings were copied by the handle; buffers are read from where they are.
   req.oncomplete = directWriteOnComplete;
   req.socket = dest;
   req.held = holdDispatched();
-  req.buffer = chunk;
+  req.buffer = bytes;
   if (handle.writeQueueSize < dest.writableHighWaterMark) return true;
   dest[kNeedDrain] = true;
   return false;
@@ -114,29 +156,42 @@ function writeThroughStream(dest: DirectSocket, chunk: Buffer): boolean {
   return writeHeld(dest, chunk);
 }
 
-/** One write() through the stream, watching which request class Node hands the handle. */
-function learnWriteWrap(dest: DirectSocket, handle: StreamHandle, chunk: Buffer): boolean {
+function writePiecesThroughStream(dest: DirectSocket, pieces: ReadonlyArray<string | Buffer>): boolean {
+  let roomLeft = true;
+  dest.cork();
+  for (const piece of pieces) roomLeft = typeof piece === 'string' ? dest.write(piece, 'latin1') : writeHeld(dest, piece);
+  dest.uncork();
+  return roomLeft;
+}
+
+/** One write through the stream, watching which request class Node hands the handle. */
+function learnWriteWrap(handle: StreamHandle, write: () => boolean): boolean {
   const proto = Object.getPrototypeOf(handle) as StreamHandle;
-  const original = proto.writeBuffer;
-  if (typeof original !== 'function' || typeof handle.writeQueueSize !== 'number') {
+  if (WRITE_METHODS.some((name) => typeof proto[name] !== 'function') || typeof handle.writeQueueSize !== 'number') {
     WriteWrap = null;
-    return writeThroughStream(dest, chunk);
+    return write();
   }
   WriteWrap = null; // unless this write shows one
-  Object.defineProperty(handle, 'writeBuffer', {
-    configurable: true,
-    writable: true,
-    value(this: StreamHandle, req: object, data: Uint8Array): number {
-      delete (handle as Partial<StreamHandle>).writeBuffer;
-      const Class = (req as { constructor?: unknown }).constructor;
-      if (typeof Class === 'function' && Class !== Object) WriteWrap = Class as WriteRequestClass;
-      return original.call(this, req, data);
-    },
-  });
+  const forget = () => {
+    for (const name of WRITE_METHODS) delete (handle as Partial<StreamHandle>)[name];
+  };
+  for (const name of WRITE_METHODS) {
+    const original = proto[name] as (this: StreamHandle, req: object, ...rest: unknown[]) => number;
+    Object.defineProperty(handle, name, {
+      configurable: true,
+      writable: true,
+      value(this: StreamHandle, req: object, ...rest: unknown[]): number {
+        forget();
+        const Class = (req as { constructor?: unknown }).constructor;
+        if (typeof Class === 'function' && Class !== Object) WriteWrap = Class as WriteRequestClass;
+        return original.call(this, req, ...rest);
+      },
+    });
+  }
   try {
-    return writeThroughStream(dest, chunk);
+    return write();
   } finally {
-    delete (handle as Partial<StreamHandle>).writeBuffer; // not reached when the Writable buffered the chunk
+    forget(); // not called when the Writable kept the bytes
   }
 }
 

@@ -9,9 +9,7 @@
 //
 // Here a chunk goes to `handle.writeBuffer(req, chunk)` directly whenever the
 // socket's Writable holds nothing (so nothing queued there can be overtaken):
-// - taken whole inside the call (the queue on the handle stays empty): done,
-//   and the same request object serves the next write (Node only binds one to
-//   a native write request when the write has to wait);
+// - taken whole inside the call (the queue on the handle stays empty): done;
 // - not taken whole: libuv keeps the rest and sends it before anything written
 //   later (through here or through the Writable), and calls `req.oncomplete`
 //   when it is sent; until then the read buffer the chunk lives in stays
@@ -60,8 +58,6 @@ type DirectSocket = net.Socket & {
 
 /** undefined: not learnt yet; null: this Node's sockets do not write through `writeBuffer`. */
 let WriteWrap: WriteRequestClass | null | undefined;
-/** A request no native write holds: reused until a write has to wait with it. */
-let spare: WriteRequest | null = null;
 
 /**
  * `socket.write(chunk)` for a tunnel: straight to the handle when nothing is
@@ -73,8 +69,7 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   const handle = directHandle(dest);
   if (handle === null) return writeThroughStream(dest, chunk);
   if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeThroughStream(dest, chunk));
-  const req = spare ?? new WriteWrap!();
-  spare = null;
+  const req = new WriteWrap!();
   return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk);
 }
 
@@ -91,8 +86,7 @@ export function writePieces(socket: net.Socket, pieces: ReadonlyArray<string | B
   const handle = directHandle(dest);
   if (handle === null) return writePiecesThroughStream(dest, pieces);
   if (WriteWrap === undefined) return learnWriteWrap(handle, () => writePiecesThroughStream(dest, pieces));
-  const req = spare ?? new WriteWrap!();
-  spare = null;
+  const req = new WriteWrap!();
   if (pieces.length === 1) return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, pieces[0] as string), null);
   const chunks: unknown[] = new Array(pieces.length * 2);
   for (let i = 0; i < pieces.length; i++) {
@@ -118,10 +112,11 @@ function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRe
     dest.destroy(writeError(err)); // req is not reused: a failed write may have bound it
     return false;
   }
-  if (handle.writeQueueSize === 0) {
-    spare = req;
-    return true;
-  }
+  // An empty queue: every byte is in the kernel. The write may still have been
+  // queued for a moment (libuv finished it inside the call but reports it on
+  // the next turn), so `req` is never reused: native code may still hold it,
+  // and finds no `oncomplete` on it.
+  if (handle.writeQueueSize === 0) return true;
   // Not all taken (or queued behind earlier writes): libuv holds the rest, and req until it is sent.
   // Strings were copied by the handle; buffers are read from where they are.
   req.oncomplete = directWriteOnComplete;

@@ -4,7 +4,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { handleWritesEnabled, writeToSocket } from '../lib/handle-writes.js';
+import { handleWritesEnabled, writePieces, writeToSocket } from '../lib/handle-writes.js';
 import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor, writeUntilBlocked } from './helpers/net.js';
 
 /** A connected pair: `near` is written to, `far` records what arrives. */
@@ -142,4 +142,32 @@ t.test('a write left waiting keeps its bytes alive: sockets handed in without po
   clearInterval(gcWhileDraining);
   t.equal(sha256(relayed()), sha256(payload), 'the upstream got every byte as sent');
   t.equal(junk.length, 256);
+});
+
+t.test('no request object serves two writes: native code may still hold one whose write looked done', async (t) => {
+  // libuv can finish a queued write inside the call and report it a turn later; a
+  // request object reused then is attached twice (a native assertion on Node 24).
+  const { near, got } = await socketPair(t);
+  writeToSocket(near, Buffer.from('first')); // learns the request class, through write()
+  const handle = (near as unknown as { _handle: Record<string, (...args: unknown[]) => number> })._handle;
+  const seen = new Set<object>();
+  let reused = 0;
+  for (const name of ['writeBuffer', 'writev', 'writeLatin1String']) {
+    const original = Object.getPrototypeOf(handle)[name] as (...args: unknown[]) => number;
+    handle[name] = function (this: unknown, ...args: unknown[]) {
+      const req = args[0] as object;
+      if (seen.has(req)) reused++;
+      seen.add(req);
+      return original.apply(this, args);
+    };
+  }
+  for (let i = 0; i < 50; i++) {
+    writeToSocket(near, Buffer.from(`b${i};`));
+    writePieces(near, [`s${i};`, Buffer.from(`v${i};`)]);
+    writePieces(near, [`l${i};`]);
+  }
+  await waitFor(() => got().toString('latin1').includes('l49;'), 5000, 'all bytes');
+  t.ok(seen.size >= 150, `${seen.size} writes reached the handle`);
+  t.equal(reused, 0, 'every write had its own request object');
+  t.ok(got().toString('latin1').startsWith('firstb0;s0;v0;l0;b1;'), 'in order');
 });

@@ -1,4 +1,5 @@
-// Tunnel writes straight to a socket's libuv handle, below the Writable.
+// Tunnel chunks and HTTP heads and bodies written straight to a socket's
+// libuv handle, below the Writable.
 //
 // A net.Socket write() goes through the Writable (state, a callback, a
 // nextTick to report it), then builds a request object per write and hands
@@ -19,9 +20,10 @@
 // queued on the handle, so a FIN never overtakes a byte (uv_shutdown(3)).
 //
 // The request class is Node's own WriteWrap; it is not exported, so the first
-// tunnel write goes through write() and lends us the class of the request Node
+// such write goes through write() and lends us the class of the request Node
 // builds for it. Where that does not work (a Node whose sockets write another
-// way) every write simply stays on write().
+// way) every write simply stays on write(). Each write gets a new request, as
+// in Node: see afterDirectWrite for why one is never reused.
 
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';

@@ -179,8 +179,8 @@ function pooledReader(port: number, onChunk: (chunk: Buffer) => void): { source:
   return { source, buffersUsed, reads };
 }
 
-t.test('a pending write pins its read buffer: the next read goes elsewhere, the queued bytes stay intact', async (t) => {
-  const messages = Array.from({ length: 20 }, (_, i) => Buffer.alloc(100 + i, 65 + i));
+/** A connected socket to write to, and what its far end received. */
+async function sinkSocket(t: { teardown(fn: () => unknown): void }): Promise<{ dest: net.Socket; sinkGot: Buffer[] }> {
   const sinkGot: Buffer[] = [];
   const sink = net.createServer((s) => s.on('data', (d) => sinkGot.push(d)));
   sink.listen(0, '127.0.0.1');
@@ -188,6 +188,12 @@ t.test('a pending write pins its read buffer: the next read goes elsewhere, the 
   t.teardown(() => sink.close());
   const dest = net.connect((sink.address() as net.AddressInfo).port, '127.0.0.1');
   await once(dest, 'connect');
+  return { dest, sinkGot };
+}
+
+t.test('a pending write pins its read buffer: the next read goes elsewhere, the queued bytes stay intact', async (t) => {
+  const messages = Array.from({ length: 20 }, (_, i) => Buffer.alloc(100 + i, 65 + i));
+  const { dest, sinkGot } = await sinkSocket(t);
   dest.cork(); // every write stays pending (write() still says there is room) until uncork
   const port = await oneReadEach(t, messages);
   const { source, buffersUsed } = pooledReader(port, (chunk) => writeHeld(dest, chunk));
@@ -214,13 +220,7 @@ t.test('a retained slice is a copy: the next read into the same buffer leaves it
 
 t.test('a write the kernel takes at once pins nothing: every read goes into the same buffer', async (t) => {
   const messages = Array.from({ length: 20 }, (_, i) => Buffer.alloc(200 + i, 97 + i));
-  const sinkGot: Buffer[] = [];
-  const sink = net.createServer((s) => s.on('data', (d) => sinkGot.push(d)));
-  sink.listen(0, '127.0.0.1');
-  await once(sink, 'listening');
-  t.teardown(() => sink.close());
-  const dest = net.connect((sink.address() as net.AddressInfo).port, '127.0.0.1');
-  await once(dest, 'connect');
+  const { dest, sinkGot } = await sinkSocket(t);
   const port = await oneReadEach(t, messages);
   const { source, buffersUsed } = pooledReader(port, (chunk) => writeHeld(dest, chunk));
   await once(source, 'end');

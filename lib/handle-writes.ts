@@ -111,7 +111,7 @@ function directHandle(dest: DirectSocket): StreamHandle | null {
  */
 function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRequest, err: number, bytes: unknown): boolean {
   if (err !== 0) {
-    dest.destroy(writeError(err)); // req is not reused: a failed write may have bound it
+    dest.destroy(writeError(err));
     return false;
   }
   // An empty queue: every byte is in the kernel. The write may still have been

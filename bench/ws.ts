@@ -67,15 +67,20 @@ async function withPeer<T>(peer: PeerName, options: Omit<PeerOptions, 'upstreamP
   }
 }
 
+/** One closed-loop run against a running peer: the generator's figures and the proxy's CPU seconds over its measured window. */
+async function closedLoop(running: RunningPeer, pids: number[], spec: ClosedLoopSpec): Promise<{ r: Record<string, number>; cpu: number; gb: number }> {
+  let before = 0;
+  const load = runLoad('closed', running.port, spec, () => (before = cpuSeconds(pids)));
+  const r = await load.result;
+  const cpu = cpuSeconds(pids) - before;
+  return { r, cpu, gb: (r.messages * spec.size * 2) / 1e9 }; // GB: payload through the proxy, both directions
+}
+
 /** Closed-loop echo: CPU µs per message, CPU s per GB, msgs/s, MB/s, latency. */
 export async function measureClosed(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, spec: ClosedLoopSpec) {
   return withPeer(peer, options, upstream, async (running) => {
     const pids = running.pid === null ? [] : processTree(running.pid);
-    let before = 0;
-    const load = runLoad('closed', running.port, spec, () => (before = cpuSeconds(pids)));
-    const r = await load.result;
-    const cpu = cpuSeconds(pids) - before;
-    const gb = (r.messages * spec.size * 2) / 1e9; // payload through the proxy, both directions
+    const { r, cpu, gb } = await closedLoop(running, pids, spec);
     return {
       msgsPerSec: r.msgsPerSec,
       mbPerSec: r.mbPerSec,
@@ -150,10 +155,8 @@ export async function measureAfterIdle(peer: PeerName, options: Omit<PeerOptions
     if (running.pid === null) return { cpuSPerGBAfter: null, cpuSPerGB: null, afterOverFresh: null, rssKeptMiB: null, open: 0 };
     const pids = processTree(running.pid);
     const bulk = async () => {
-      let before = 0;
-      const load = runLoad('closed', running.port, spec, () => (before = cpuSeconds(pids)));
-      const r = await load.result;
-      return (cpuSeconds(pids) - before) / ((r.messages * spec.size * 2) / 1e9);
+      const { cpu, gb } = await closedLoop(running, pids, spec);
+      return cpu / gb;
     };
     const fresh = await bulk();
     const rssBefore = rssKiB(pids);

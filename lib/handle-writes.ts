@@ -52,13 +52,12 @@ interface WriteRequest {
 
 type WriteRequestClass = new () => WriteRequest;
 
-
 type DirectSocket = net.Socket & {
   _handle?: StreamHandle | null;
   [kNeedDrain]?: boolean;
 };
 
-/** undefined: not learnt yet; null: this Node's sockets do not write through `writeBuffer`. */
+/** undefined: not learnt yet; null: this Node's sockets do not write through the handle methods above. */
 let WriteWrap: WriteRequestClass | null | undefined;
 
 /**
@@ -69,8 +68,9 @@ let WriteWrap: WriteRequestClass | null | undefined;
 export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   const dest = socket as DirectSocket;
   const handle = directHandle(dest);
-  if (handle === null) return writeThroughStream(dest, chunk);
-  if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeThroughStream(dest, chunk));
+  // Through the Writable, a write's read buffer is pinned by writeHeld.
+  if (handle === null) return writeHeld(dest, chunk);
+  if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeHeld(dest, chunk));
   const req = new WriteWrap!();
   return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk);
 }
@@ -146,11 +146,6 @@ function directWriteOnComplete(this: WriteRequest, status: number): void {
     dest[kNeedDrain] = false;
     dest.emit('drain');
   }
-}
-
-// A write() whose bytes may wait in the Writable: its read buffer is pinned by writeHeld.
-function writeThroughStream(dest: DirectSocket, chunk: Buffer): boolean {
-  return writeHeld(dest, chunk);
 }
 
 function writePiecesThroughStream(dest: DirectSocket, pieces: ReadonlyArray<string | Buffer>): boolean {

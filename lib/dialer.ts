@@ -13,6 +13,7 @@ import net from 'node:net';
 import { WsgateError } from './errors.js';
 import { dispatchRead, nextReadBuffer, releaseReadBuffer } from './read-buffers.js';
 import { initSocketFields, kOwner } from './socket-fields.js';
+import { TurnWriteSocket } from './turn-writes.js';
 
 export interface UpstreamAddress {
   readonly host: string;
@@ -41,14 +42,16 @@ export type UpstreamSocket = net.Socket & {
 
 /** Opens a half-close-capable, no-delay socket to `address`, owned by `owner`; errors arrive through it. */
 export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): UpstreamSocket {
-  const socket = net.connect({
+  // What net.connect() does, with the socket class that may hold writes back (turn-writes.ts).
+  const options = {
     host: address.host,
     port: address.port,
     allowHalfOpen: true,
     noDelay: true,
     onread: { buffer: nextReadBuffer, callback: upstreamOnRead }, // read-buffers.ts: no buffer per read
-  }) as UpstreamSocket;
-  initSocketFields(socket);
+  };
+  const socket = initSocketFields(new TurnWriteSocket(options) as UpstreamSocket);
+  socket.connect(options);
   socket[kOwner] = owner;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
   socket.on('close', upstreamReleaseBuffer); // 'close' comes once: `once` would add a bound wrapper per socket

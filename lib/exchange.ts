@@ -21,6 +21,7 @@ import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamReque
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
 import { retainRead } from './read-buffers.js';
 import { writePieces, writeToSocket } from './handle-writes.js';
+import { writeAtTurnEnd } from './turn-writes.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -187,7 +188,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       if (this.#requestEnded && request.chunked) pieces.push(LAST_CHUNK);
     }
     this.#queued = [];
-    writePieces(this.upstream!, pieces);
+    if (!writeAtTurnEnd(this.upstream!, pieces)) writePieces(this.upstream!, pieces);
     this.#lastActive = this.conn.wheel.now;
     this.conn.wheel.arm(this.#timer, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
     if (!request.webSocket && !this.#requestEnded) this.conn.resumeReading();
@@ -218,13 +219,17 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     this.#gathered = null;
     if (pieces.length > 0) {
-      // Sent even when the read also held garbage: what came before it was a valid response.
-      const roomLeft = writePieces(this.conn.socket, pieces);
-      pieces.length = 0;
-      if (!roomLeft && this.phase === ExchangePhase.RelayingBody && !this.#responseComplete) {
-        this.#waitingOnDownstream = true;
-        this.upstream!.pause();
+      // Sent even when the read also held garbage: what came before it was a
+      // valid response. A complete response waits for the end of the turn
+      // (turn-writes.ts); one still coming needs the write's backpressure now.
+      if (!this.#responseComplete || !writeAtTurnEnd(this.conn.socket, pieces)) {
+        const roomLeft = writePieces(this.conn.socket, pieces);
+        if (!roomLeft && this.phase === ExchangePhase.RelayingBody && !this.#responseComplete) {
+          this.#waitingOnDownstream = true;
+          this.upstream!.pause();
+        }
       }
+      pieces.length = 0;
     }
     if (failure !== null) {
       // Garbage after a complete response only disqualifies the connection.

@@ -11,6 +11,7 @@ import { WsgateError } from './errors.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
 import { withPooledReads } from './read-buffers.js';
+import { TurnWriteSocket } from './turn-writes.js';
 import { initSocketFields } from './socket-fields.js';
 import { Refusals } from './refusals.js';
 import { Router, type RouteMatch } from './router.js';
@@ -161,7 +162,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 
   #listenOne(host: string, port: number): Promise<ListenAddress> {
     // Paused: withPooledReads re-creates each socket to read into pooled buffers.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.handleSocket(withPooledReads(socket)));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.handleSocket(withPooledReads(socket, TurnWriteSocket)));
     server.on('error', (err) => this.#emitError(err));
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);

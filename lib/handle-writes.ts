@@ -28,7 +28,7 @@
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { holdDispatched, releaseHeld, writeHeld, type HeldReadBuffer } from './read-buffers.js';
-import { kNeedDrain } from './socket-fields.js';
+import { kNeedDrain, kTurnWrites } from './socket-fields.js';
 
 interface StreamHandle {
   writeBuffer(req: object, data: Uint8Array): number;
@@ -55,6 +55,7 @@ type WriteRequestClass = new () => WriteRequest;
 type DirectSocket = net.Socket & {
   _handle?: StreamHandle | null;
   [kNeedDrain]?: boolean;
+  [kTurnWrites]?: unknown;
 };
 
 /** undefined: not learnt yet; null: this Node's sockets do not write through the handle methods above. */
@@ -72,7 +73,7 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   if (handle === null) return writeHeld(dest, chunk);
   if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeHeld(dest, chunk));
   const req = new WriteWrap!();
-  return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk);
+  return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk, undefined);
 }
 
 /**
@@ -88,29 +89,62 @@ export function writePieces(socket: net.Socket, pieces: ReadonlyArray<string | B
   const handle = directHandle(dest);
   if (handle === null) return writePiecesThroughStream(dest, pieces);
   if (WriteWrap === undefined) return learnWriteWrap(handle, () => writePiecesThroughStream(dest, pieces));
+  return writePiecesToHandle(dest, handle, pieces, undefined);
+}
+
+/**
+ * For turn-writes.ts: writes pieces held back until the end of the event-loop
+ * turn. They were written before anything the Writable got since (its writes
+ * send them first), so they go to the handle even if the Writable has ended
+ * meanwhile: they belong before its FIN. `held` is the read buffer they pin.
+ */
+export function writeHeldBackPieces(socket: net.Socket, pieces: ReadonlyArray<string | Buffer>, held: HeldReadBuffer | null): void {
+  const dest = socket as DirectSocket;
+  const handle = dest._handle;
+  if (handle == null || WriteWrap == null) {
+    if (held !== null) releaseHeld(held, false); // the socket is gone: nothing reads the bytes
+    return;
+  }
+  writePiecesToHandle(dest, handle, pieces, held);
+}
+
+/** One `write*` call on the handle for all of `pieces`; `held`: the buffer they pin, undefined for the one being dispatched. */
+function writePiecesToHandle(dest: DirectSocket, handle: StreamHandle, pieces: ReadonlyArray<string | Buffer>, held: HeldReadBuffer | null | undefined): boolean {
   const req = new WriteWrap!();
-  if (pieces.length === 1) return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, pieces[0] as string), null);
+  if (pieces.length === 1) {
+    const piece = pieces[0];
+    if (typeof piece === 'string') return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, piece), null, held);
+    return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, piece), piece, held);
+  }
   const chunks: unknown[] = new Array(pieces.length * 2);
   for (let i = 0; i < pieces.length; i++) {
     chunks[2 * i] = pieces[i];
     chunks[2 * i + 1] = typeof pieces[i] === 'string' ? 'latin1' : 'buffer';
   }
-  return afterDirectWrite(dest, handle, req, handle.writev(req, chunks, false), chunks);
+  return afterDirectWrite(dest, handle, req, handle.writev(req, chunks, false), chunks, held);
 }
 
-/** The handle to write to directly, or null when the write must go through the Writable. */
+/**
+ * The handle to write to directly, or null when the write must go through the
+ * Writable: it holds bytes, or writes held back for the end of the turn wait
+ * (turn-writes.ts: the Writable sends those first).
+ */
 function directHandle(dest: DirectSocket): StreamHandle | null {
   const handle = dest._handle;
-  if (WriteWrap === null || handle == null || dest.writableLength !== 0 || dest.destroyed || dest.writableEnded || dest.connecting) return null;
+  if (WriteWrap === null || handle == null || dest.writableLength !== 0 || dest[kTurnWrites] != null || dest.destroyed || dest.writableEnded || dest.connecting) {
+    return null;
+  }
   return handle;
 }
 
 /**
  * After `handle.write*(req, ...)` returned `err`: done when the kernel took
- * everything inside the call, else waiting in libuv with `bytes` kept alive.
+ * everything inside the call, else waiting in libuv with `bytes` kept alive,
+ * and their read buffer pinned: `held`, or the one being dispatched when undefined.
  */
-function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRequest, err: number, bytes: unknown): boolean {
+function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRequest, err: number, bytes: unknown, held: HeldReadBuffer | null | undefined): boolean {
   if (err !== 0) {
+    if (held != null) releaseHeld(held, true);
     dest.destroy(writeError(err));
     return false;
   }
@@ -118,12 +152,15 @@ function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRe
   // queued for a moment (libuv finished it inside the call but reports it on
   // the next turn), so `req` is never reused: native code may still hold it,
   // and finds no `oncomplete` on it.
-  if (handle.writeQueueSize === 0) return true;
+  if (handle.writeQueueSize === 0) {
+    if (held != null) releaseHeld(held, false);
+    return true;
+  }
   // Not all taken (or queued behind earlier writes): libuv holds the rest, and req until it is sent.
   // Strings were copied by the handle; buffers are read from where they are.
   req.oncomplete = directWriteOnComplete;
   req.socket = dest;
-  req.held = holdDispatched();
+  req.held = held === undefined ? holdDispatched() : held;
   req.buffer = bytes;
   if (handle.writeQueueSize < dest.writableHighWaterMark) return true;
   dest[kNeedDrain] = true;

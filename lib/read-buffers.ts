@@ -156,6 +156,25 @@ export function holdDispatched(): HeldReadBuffer | null {
   return rb;
 }
 
+/**
+ * Pins the buffer being dispatched if one of `pieces` is a slice of it: a
+ * write held back until the end of the turn (turn-writes.ts), when this
+ * socket may already be reading into the buffer again. Null if none is.
+ */
+export function holdDispatchedFor(pieces: ReadonlyArray<string | Buffer>): HeldReadBuffer | null {
+  const rb = dispatching;
+  if (rb === null) return null;
+  const { buffer, byteOffset, length } = rb.bytes;
+  for (let i = 0; i < pieces.length; i++) {
+    const piece = pieces[i];
+    if (typeof piece !== 'string' && piece.buffer === buffer && piece.byteOffset >= byteOffset && piece.byteOffset < byteOffset + length) {
+      rb.pending++;
+      return rb;
+    }
+  }
+  return null;
+}
+
 /** That write completed (or failed: the buffer is then left to the GC). */
 export function releaseHeld(rb: HeldReadBuffer, failed: boolean): void {
   if (--rb.pending === 0 && !rb.reading && !failed) recycle(rb);
@@ -222,12 +241,12 @@ function acceptedOnClose(this: net.Socket): void {
 type InternalSocket = net.Socket & { _handle?: { readStart?: unknown } | null };
 
 /**
- * The socket a `pauseOnConnect` server accepted, re-created over the same
- * handle with `onread` (net.Server has no such option), so that its reads use
+ * The socket a `pauseOnConnect` server accepted, re-created (as a
+ * `SocketClass`) over the same handle with `onread` (net.Server has no such option), so that its reads use
  * pooled buffers too. Nothing was read yet. Where the handle is not reachable
  * (a Node without `_handle`), the socket itself, reading as usual.
  */
-export function withPooledReads(accepted: net.Socket): net.Socket {
+export function withPooledReads(accepted: net.Socket, SocketClass: typeof net.Socket = net.Socket): net.Socket {
   const internal = accepted as InternalSocket;
   const handle = internal._handle;
   if (handle == null || typeof handle.readStart !== 'function') {
@@ -237,7 +256,7 @@ export function withPooledReads(accepted: net.Socket): net.Socket {
   internal._handle = null;
   accepted.destroy(); // only the wrapper: it has no handle to close; the server's count drops with it
   const options = { handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: nextReadBuffer, callback: acceptedOnRead } };
-  const socket = initSocketFields(new net.Socket(options as net.SocketConstructorOpts));
+  const socket = initSocketFields(new SocketClass(options as net.SocketConstructorOpts));
   socket.on('close', acceptedOnClose); // not `once`: its bound wrapper would stay for the socket's life
   return socket;
 }

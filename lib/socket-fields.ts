@@ -26,6 +26,8 @@ export const kSmallBuffer = Symbol('wsgate small read buffer');
 export const kHeld = Symbol('wsgate held writes');
 /** A write to the handle said "stop": emit 'drain' when its queue empties (handle-writes.ts). */
 export const kNeedDrain = Symbol('wsgate need drain');
+/** Writes waiting for the end of this event-loop turn (turn-writes.ts), or null. */
+export const kTurnWrites = Symbol('wsgate turn writes');
 
 interface Fields {
   [kConnection]: unknown;
@@ -36,6 +38,7 @@ interface Fields {
   [kSmallBuffer]: unknown;
   [kHeld]: unknown;
   [kNeedDrain]: boolean;
+  [kTurnWrites]: unknown;
   /** Requests completed on an upstream connection (upstream-pool.ts). */
   wsgateRequests: number;
 }
@@ -51,6 +54,7 @@ export function initSocketFields<S extends net.Socket>(socket: S): S {
   fields[kSmallBuffer] = undefined;
   fields[kHeld] = undefined;
   fields[kNeedDrain] = false;
+  fields[kTurnWrites] = null;
   fields.wsgateRequests = 0;
   return socket;
 }

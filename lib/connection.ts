@@ -237,7 +237,10 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#parsing = pending;
     // A request waiting behind another: stop reading until its turn (bounded pipelining).
     if (this.#queue.length > 1) this.socket.pause();
-    return pending.rawRemaining > 0 ? BodyMode.Raw : BodyMode.Parse;
+    if (pending.rawRemaining > 0) return BodyMode.Raw;
+    // RFC 9112 §6.3: a request with neither Content-Length nor Transfer-Encoding has no body.
+    // An upgrade head stays with llhttp, which stops after it.
+    return pending.chunked || pending.head.upgrade ? BodyMode.Parse : BodyMode.None;
   }
 
   onBody(chunk: Buffer): void {

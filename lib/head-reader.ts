@@ -77,13 +77,18 @@ export interface ParsedHead {
 
 /** What the reader calls back into; one object per owner, so there is no closure per connection. */
 export interface HeadReaderHandler {
-  /** A new message starts (its first byte was read). */
+  /**
+   * A further message starts (its first byte was read) after one whose head
+   * was read. The first message's start is not reported: llhttp calls into JS
+   * for it only when this is wanted, and then only from the first head on.
+   */
   onMessageBegin?(): void;
   /**
    * The head is complete. Return what llhttp does next: `BodyMode.Parse` the
    * body, `BodyMode.None` (the message has none: a response to HEAD), or
    * `BodyMode.Raw`: stop right after the head (`execute` returns its end) and
-   * let the caller relay the body bytes itself.
+   * let the caller relay the body bytes itself (it then ends the message
+   * itself too: no onMessageComplete follows).
    */
   onHead(head: ParsedHead): BodyMode;
   onBody(chunk: Buffer): void;
@@ -127,7 +132,8 @@ function parserOnMessageComplete(this: Owned): void {
 
 function acquireParser(): Owned {
   const parser = (pool.pop() ?? new HTTPParser()) as Owned;
-  parser[HTTPParser.kOnMessageBegin] = parserOnMessageBegin;
+  // Not a function: llhttp's on_message_begin then makes no call into JS (see onHeadersComplete).
+  parser[HTTPParser.kOnMessageBegin] = null;
   parser[HTTPParser.kOnHeaders] = parserOnHeaders;
   parser[HTTPParser.kOnHeadersComplete] = parserOnHeadersComplete;
   parser[HTTPParser.kOnBody] = parserOnBody;
@@ -239,7 +245,15 @@ export class HeadReader {
     };
     this.#url = '';
     this.head = head;
-    return this.handler.onHead(head);
+    const parser = this.#parser!;
+    if (this.handler.onMessageBegin !== undefined) parser[HTTPParser.kOnMessageBegin] = parserOnMessageBegin;
+    const mode = this.handler.onHead(head);
+    // Only a parsed body needs llhttp to say where the message ends. Without
+    // one the message ends with its head: said here, and llhttp's own
+    // on_message_complete makes no call into JS (one fewer per GET).
+    parser[HTTPParser.kOnMessageComplete] = mode === BodyMode.Parse ? parserOnMessageComplete : null;
+    if (mode === BodyMode.None) this.onMessageComplete();
+    return mode;
   }
 
   onMessageComplete(): void {

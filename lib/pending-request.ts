@@ -25,13 +25,16 @@ export class PendingRequest {
    * chunked bodies go through llhttp.
    */
   rawRemaining: number;
+  /** The body is chunked (Transfer-Encoding): llhttp parses it. */
+  readonly chunked: boolean;
   #heldBytes = 0;
 
   constructor(head: ParsedHead, complete = false, tail: Buffer[] | null = null) {
     this.head = head;
     this.complete = complete;
     this.tail = tail;
-    this.rawRemaining = head.upgrade || complete ? 0 : contentLengthBody(head.rawHeaders);
+    this.chunked = findHeader(head.rawHeaders, 'transfer-encoding') !== undefined;
+    this.rawRemaining = head.upgrade || complete || this.chunked ? 0 : contentLengthBody(head.rawHeaders);
   }
 
   /** Keeps a body piece until an exchange takes the request. */
@@ -56,12 +59,11 @@ export class PendingRequest {
 }
 
 /**
- * Length of a body framed by Content-Length alone; 0 for none or chunked.
+ * Length of a body framed by Content-Length (no Transfer-Encoding), 0 for none.
  * llhttp has already refused a Content-Length that is not one plain number,
  * or one beside Transfer-Encoding (RFC 9112 §6.3).
  */
 function contentLengthBody(rawHeaders: readonly string[]): number {
-  if (findHeader(rawHeaders, 'transfer-encoding') !== undefined) return 0;
   const value = findHeader(rawHeaders, 'content-length');
   return value === undefined ? 0 : Number(value.trim());
 }

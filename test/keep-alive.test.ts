@@ -146,6 +146,9 @@ t.test('a connection is never reused after an incomplete or failed exchange', as
     const path = /^GET (\S+)/.exec(head)![1];
     if (path === '/until-close') socket.write('HTTP/1.1 200 OK\r\n\r\nbody then FIN');
     else if (path === '/extra') socket.write(named('e') + 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nextra');
+    // The start of a second response behind a chunked one and behind a 204, in the same write: no head follows.
+    else if (path === '/chunked-extra') socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\nHTTP/1.1 2');
+    else if (path === '/204-extra') socket.write('HTTP/1.1 204 No Content\r\n\r\nHTTP/1.');
     else socket.write(named('ok'));
     if (path === '/until-close') socket.end();
   });
@@ -156,6 +159,12 @@ t.test('a connection is never reused after an incomplete or failed exchange', as
   t.notMatch(extra.text, /extra/, 'unsolicited bytes never reach the client');
   await new Promise((r) => setTimeout(r, 50));
   t.equal(gw.pool.idleCount, 0, 'unsolicited response: not pooled');
+  for (const path of ['/chunked-extra', '/204-extra']) {
+    const answer = await rawExchange(port, `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+    t.match(answer.text, /^HTTP\/1\.1 20[04] /, `${path}: the response is relayed`);
+    await new Promise((r) => setTimeout(r, 50));
+    t.equal(gw.pool.idleCount, 0, `${path}: the start of an unsolicited response after it: not pooled`);
+  }
   await rawExchange(port, 'GET /fine HTTP/1.1\r\nHost: a\r\n\r\n');
   await waitFor(() => gw.pool.idleCount === 1);
   t.pass('a clean exchange is pooled');

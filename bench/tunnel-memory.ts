@@ -4,8 +4,11 @@
 // child reports the growth of each memory figure per tunnel: RSS, V8 heap
 // (used, and each space's size: new space growing is V8 widening its nursery
 // during the burst, not live objects), external memory (read buffers), and,
-// with --snapshot, the heap objects per tunnel by constructor.
-// usage: node dist/bench/tunnel-memory.js [--tunnels N] [--node PATH] [--snapshot] [--node-flags "..."]
+// with --snapshot, the heap objects per tunnel by constructor. With --message
+// BYTES each tunnel first carries that many bytes up and back (the upstream
+// echoes them), so the figures are those of tunnels idle after a message of
+// that size rather than right after the handshake.
+// usage: node dist/bench/tunnel-memory.js [--tunnels N] [--message BYTES] [--node PATH] [--snapshot] [--node-flags "..."]
 
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -74,10 +77,14 @@ async function main(): Promise<void> {
   const nodeBinary = option('--node', process.execPath);
   const snapshot = args.includes('--snapshot');
   const nodeFlags = option('--node-flags', '').split(' ').filter(Boolean);
+  const message = Buffer.alloc(Number(option('--message', '0')), 'm');
 
   const upstream = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
-    socket.once('data', () => socket.write(SWITCHING));
+    socket.once('data', () => {
+      socket.write(SWITCHING);
+      socket.on('data', (d: Buffer) => socket.write(d)); // the tunnel's bytes: echoed
+    });
   });
   upstream.listen(0, '127.0.0.1');
   await once(upstream, 'listening');
@@ -102,7 +109,16 @@ async function main(): Promise<void> {
       Array.from({ length: batch }, () =>
         new Promise<void>((resolve, reject) => {
           const socket = net.connect(port, '127.0.0.1', () => socket.write(UPGRADE));
-          socket.once('data', (d: Buffer) => (d.toString('latin1').startsWith('HTTP/1.1 101') ? resolve() : reject(new Error(d.toString('latin1')))));
+          socket.once('data', (d: Buffer) => {
+            if (!d.toString('latin1').startsWith('HTTP/1.1 101')) return reject(new Error(d.toString('latin1')));
+            if (message.length === 0) return resolve();
+            let echoed = 0;
+            socket.on('data', (e: Buffer) => {
+              echoed += e.length;
+              if (echoed >= message.length) resolve();
+            });
+            socket.write(message);
+          });
           socket.once('error', reject);
           clients.push(socket);
         }),
@@ -114,7 +130,8 @@ async function main(): Promise<void> {
   const after = ((await ask('figures')) as { figures: Figures }).figures;
   const perTunnelKB = (key: string) => ((after[key] - before[key]) / tunnels / 1024).toFixed(2);
   const version = (await import('node:child_process')).execFileSync(nodeBinary, ['--version']).toString().trim();
-  console.log(`${tunnels} idle tunnels through wsgate on Node ${version}${nodeFlags.length ? ` (${nodeFlags.join(' ')})` : ''}: growth per tunnel, KB`);
+  const idleAfter = message.length > 0 ? `, idle after one ${message.length} B message each way` : '';
+  console.log(`${tunnels} idle tunnels through wsgate on Node ${version}${nodeFlags.length ? ` (${nodeFlags.join(' ')})` : ''}${idleAfter}: growth per tunnel, KB`);
   console.log('| rss | heap used | new space | old space | external (read buffers) |');
   console.log('| ---: | ---: | ---: | ---: | ---: |');
   console.log(`| ${perTunnelKB('rss')} | ${perTunnelKB('heapUsed')} | ${perTunnelKB('new_space')} | ${perTunnelKB('old_space')} | ${perTunnelKB('external')} |`);

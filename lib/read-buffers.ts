@@ -10,21 +10,27 @@
 //   is copied out (`retainRead`): those are rare and short;
 // - llhttp copies bodies out itself, so what it reads needs neither.
 //
-// Each socket owns a small buffer, cut from a shared slab, and reads into it
-// while its reads are small: an idle tunnel holds two of them, not two 64 KiB
-// buffers with a page each touched. A read that fills the small buffer (or
-// finds it pinned) moves the socket to a 64 KiB buffer from a free list; a
-// read that would have fitted the small one moves it back.
+// Each socket owns a buffer sized to its reads: a 1 KiB slice of a shared slab
+// at first (an idle tunnel holds two of them, not two 64 KiB buffers), grown
+// by powers of two up to 16 KiB to hold the reads it sees. A read that fills
+// it (more is waiting) or finds it pinned moves the socket to a 64 KiB buffer
+// from a free list; a read that leaves room in that one (the burst paused)
+// moves it back to its own, grown if that read would not have fitted. So a
+// socket holds a pooled 64 KiB buffer only while reads keep filling it: one
+// that goes idle after a burst or a large message keeps at most 16 KiB (nginx
+// keeps its 4-8 KiB proxy_buffer_size per side). Messages up to 8 KiB take one
+// read each into the socket's own buffer.
 //
 // A read is dispatched synchronously (`dispatchRead`); writes of its bytes
 // happen during that dispatch, so `writeHeld` knows which buffer they pin.
 
 import net from 'node:net';
-import { initSocketFields, kHeld, kReadBuffer, kSmallBuffer } from './socket-fields.js';
+import { initSocketFields, kHeld, kOwnBuffer, kReadBuffer } from './socket-fields.js';
 
 const BIG_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
-const SMALL_SIZE = 1024; // a chat message, a small frame, most request heads
-const SLAB_SIZE = 64 * 1024; // small buffers are cut from shared slabs of this size
+const SMALL_SIZE = 1024; // a socket's first own buffer: a chat message, a small frame, most request heads
+const OWN_MAX = 16 * 1024; // an own buffer grows up to this; larger reads use pooled big buffers
+const SLAB_SIZE = 64 * 1024; // 1 KiB own buffers are cut from shared slabs of this size
 const MAX_FREE = 32; // 2 MiB of big buffers kept for reuse; more are left to the GC
 
 const kOwner = Symbol('wsgate read buffer of these bytes');
@@ -32,11 +38,14 @@ const kOwner = Symbol('wsgate read buffer of these bytes');
 class ReadBuffer {
   /** Writes of a slice of `bytes` that have not completed. */
   pending = 0;
-  /** A socket still reads into it (a small buffer: still owned by its socket). */
+  /** A socket still reads into it (an own buffer: still owned by its socket). */
   reading = true;
+  /** An own buffer a read filled: the socket outgrew it. */
+  filled = false;
   constructor(
     readonly bytes: Buffer,
-    readonly small: boolean,
+    /** A socket's own buffer, never pooled; else a pooled 64 KiB one. */
+    readonly own: boolean,
   ) {
     // Node hands the callback the very Buffer object it read into: the tag finds its ReadBuffer.
     (bytes as OwnedBytes)[kOwner] = this;
@@ -47,7 +56,7 @@ type OwnedBytes = Buffer & { [kOwner]?: ReadBuffer };
 
 const free: ReadBuffer[] = [];
 
-type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer; [kSmallBuffer]?: ReadBuffer };
+type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer; [kOwnBuffer]?: ReadBuffer };
 
 /** The buffer whose bytes are being dispatched, while a read callback runs. */
 let dispatching: ReadBuffer | null = null;
@@ -69,7 +78,9 @@ function takeBig(): ReadBuffer {
   return rb;
 }
 
-function takeSmall(): ReadBuffer {
+/** A new own buffer of `size` bytes: 1 KiB ones are cut from a shared slab. */
+function takeOwn(size: number): ReadBuffer {
+  if (size > SMALL_SIZE) return new ReadBuffer(Buffer.allocUnsafeSlow(size), true);
   if (slabUsed + SMALL_SIZE > slab.length) {
     slab = Buffer.allocUnsafeSlow(SLAB_SIZE); // freed by the GC with the last socket that reads into it
     slabUsed = 0;
@@ -79,9 +90,9 @@ function takeSmall(): ReadBuffer {
   return rb;
 }
 
-/** A big buffer nobody reads into or writes from: back to the free list. Small ones stay with their socket. */
+/** A big buffer nobody reads into or writes from: back to the free list. Own ones stay with their socket. */
 function recycle(rb: ReadBuffer): void {
-  if (!rb.small && free.length < MAX_FREE) free.push(rb);
+  if (!rb.own && free.length < MAX_FREE) free.push(rb);
 }
 
 /** The socket stops reading into its big buffer `rb`: recycled now, or when its last write completes. */
@@ -91,24 +102,48 @@ function leaveBig(rb: ReadBuffer): void {
 }
 
 /**
+ * The socket's own buffer for its next read, after a read of `nread` bytes
+ * into a big one left room: twice the size if a read filled it before (the
+ * message did not fit), larger still if this read would fill it, and a new
+ * one if a pending write still pins it.
+ */
+function ownAfter(socket: ReadingSocket, nread: number): ReadBuffer {
+  const own = socket[kOwnBuffer];
+  let size = own === undefined ? SMALL_SIZE : own.filled ? Math.min(OWN_MAX, own.bytes.length * 2) : own.bytes.length;
+  while (size <= nread && size < OWN_MAX) size *= 2; // a read must leave room: then it took all there was
+  if (own !== undefined && own.bytes.length === size && own.pending === 0) {
+    own.filled = false;
+    return own;
+  }
+  // The old one is left to the GC once the writes that pin it are done.
+  const next = takeOwn(size);
+  socket[kOwnBuffer] = next;
+  return next;
+}
+
+/**
  * `onread.buffer`: Node calls it once when the socket starts reading and then
  * after every read callback, for the buffer the next read goes into.
  */
 export function nextReadBuffer(): Buffer {
   const socket = lastReader;
   lastReader = null;
-  if (socket === null) return takeSmall().bytes; // first read of a socket: claimed by its first callback
+  if (socket === null) return takeOwn(SMALL_SIZE).bytes; // first read of a socket: claimed by its first callback
   const current = socket[kReadBuffer];
-  if (current === undefined) return takeSmall().bytes; // released already: never throw inside node's read path
-  const small = socket[kSmallBuffer];
-  if (current.small) {
-    // Reads stay small while they leave room; a full read means more is waiting.
-    if (lastReadLength < current.bytes.length && current.pending === 0) return current.bytes;
+  if (current === undefined) return takeOwn(SMALL_SIZE).bytes; // released already: never throw inside node's read path
+  if (current.own) {
+    // A read that leaves room took all there was; a full one means more is waiting.
+    if (lastReadLength < current.bytes.length) {
+      if (current.pending === 0) return current.bytes;
+    } else {
+      current.filled = true;
+    }
   } else {
-    if (lastReadLength < SMALL_SIZE && small !== undefined && small.pending === 0) {
+    if (lastReadLength < BIG_SIZE) {
       leaveBig(current);
-      socket[kReadBuffer] = small;
-      return small.bytes;
+      const own = ownAfter(socket, lastReadLength);
+      socket[kReadBuffer] = own;
+      return own.bytes;
     }
     if (current.pending === 0) return current.bytes;
     leaveBig(current);
@@ -125,7 +160,7 @@ export function dispatchRead<S extends net.Socket>(target: S, nread: number, buf
   if (rb === undefined || rb.bytes !== buffer) {
     rb = (buffer as OwnedBytes)[kOwner]!;
     socket[kReadBuffer] = rb;
-    if (rb.small) socket[kSmallBuffer] = rb; // its first read: the small buffer it keeps
+    if (rb.own) socket[kOwnBuffer] = rb; // its first read: the buffer it keeps
   }
   dispatching = rb;
   try {
@@ -142,8 +177,8 @@ export function releaseReadBuffer(socket: ReadingSocket): void {
   const rb = socket[kReadBuffer];
   if (rb === undefined) return;
   socket[kReadBuffer] = undefined;
-  socket[kSmallBuffer] = undefined;
-  if (!rb.small) leaveBig(rb);
+  socket[kOwnBuffer] = undefined;
+  if (!rb.own) leaveBig(rb);
 }
 
 /** A read buffer pinned by one write that waits (handle-writes.ts). */

@@ -19,9 +19,9 @@ export const kOwner = Symbol('wsgate upstream owner');
 export const kTunnel = Symbol('wsgate tunnel');
 /** The peer sent FIN (tunnel.ts). */
 export const kGotEnd = Symbol('wsgate peer sent FIN');
-/** The buffer this socket reads into now, and its own small one (read-buffers.ts). */
+/** The buffer this socket reads into now, and the one it owns (read-buffers.ts). */
 export const kReadBuffer = Symbol('wsgate read buffer');
-export const kSmallBuffer = Symbol('wsgate small read buffer');
+export const kOwnBuffer = Symbol('wsgate own read buffer');
 /** Read buffers pinned by writes through the Writable (read-buffers.ts). */
 export const kHeld = Symbol('wsgate held writes');
 /** A write to the handle said "stop": emit 'drain' when its queue empties (handle-writes.ts). */
@@ -35,7 +35,7 @@ interface Fields {
   [kTunnel]: unknown;
   [kGotEnd]: boolean;
   [kReadBuffer]: unknown;
-  [kSmallBuffer]: unknown;
+  [kOwnBuffer]: unknown;
   [kHeld]: unknown;
   [kNeedDrain]: boolean;
   [kTurnWrites]: unknown;
@@ -51,7 +51,7 @@ export function initSocketFields<S extends net.Socket>(socket: S): S {
   fields[kTunnel] = null;
   fields[kGotEnd] = false;
   fields[kReadBuffer] = undefined;
-  fields[kSmallBuffer] = undefined;
+  fields[kOwnBuffer] = undefined;
   fields[kHeld] = undefined;
   fields[kNeedDrain] = false;
   fields[kTurnWrites] = null;

@@ -232,7 +232,7 @@ t.test('a write the kernel takes at once pins nothing: every read goes into the 
   source.destroy();
 });
 
-t.test('small reads use a small buffer; a read that fills it moves to a 64 KiB one, and a small read moves back', async (t) => {
+t.test('small reads use a small buffer; a read that fills it moves to a 64 KiB one, and when the burst pauses the socket is back on a buffer of its own', async (t) => {
   const big = randomBytes(300_000);
   const messages = [Buffer.alloc(100, 'a'), Buffer.alloc(100, 'b'), big, Buffer.alloc(100, 'c'), Buffer.alloc(100, 'd'), Buffer.alloc(100, 'e')];
   const got: Buffer[] = [];
@@ -246,6 +246,37 @@ t.test('small reads use a small buffer; a read that fills it moves to a 64 KiB o
   const bigReads = reads.filter((r) => r.buffer.length === 64 * 1024);
   t.ok(bigReads.length >= 2, `the 300 KB burst was read mostly in 64 KiB reads (${bigReads.length})`);
   t.ok(bigReads.some((r) => r.nread > 16 * 1024), 'with reads larger than the small buffer');
-  t.equal(reads[reads.length - 1].buffer, small, 'after small reads again the socket is back on its own small buffer');
+  const last = reads[reads.length - 1].buffer;
+  t.ok(last.length <= 16 * 1024, `after the burst the socket reads into its own buffer again (${last.length} B), not a pooled 64 KiB one`);
+  t.equal(reads[reads.length - 2].buffer, last, 'and stays there');
+  source.destroy();
+});
+
+t.test("a socket's own buffer grows to hold its messages: 4 KiB messages take one read each, into 8 KiB", async (t) => {
+  const messages = Array.from({ length: 12 }, (_, i) => randomBytes(4096 + (i % 3)));
+  const got: Buffer[] = [];
+  const port = await oneReadEach(t, messages);
+  const { source, reads } = pooledReader(port, (chunk) => got.push(Buffer.from(chunk)));
+  await once(source, 'end');
+  t.ok(Buffer.concat(got).equals(Buffer.concat(messages)), 'every byte read, in order');
+  const steady = reads.slice(-6);
+  t.ok(steady.every((r) => r.nread >= 4096), `the last messages took one read each (${steady.map((r) => r.nread).join(', ')})`);
+  t.ok(steady.every((r) => r.buffer === steady[0].buffer && r.buffer.length === 8192), 'all into one 8 KiB buffer of the socket');
+  t.ok(reads.length <= messages.length + 3, `${reads.length} reads for ${messages.length} messages`);
+  source.destroy();
+});
+
+t.test('a socket idle after a large message holds at most 16 KiB, not a 64 KiB buffer', async (t) => {
+  // 40 KB arrives as one read of less than 64 KiB; the next read shows the buffer the socket kept meanwhile.
+  const messages = [Buffer.alloc(100, 'a'), randomBytes(40_000), Buffer.alloc(100, 'z')];
+  const got: Buffer[] = [];
+  const port = await oneReadEach(t, messages);
+  const { source, reads } = pooledReader(port, (chunk) => got.push(Buffer.from(chunk)));
+  await once(source, 'end');
+  t.ok(Buffer.concat(got).equals(Buffer.concat(messages)), 'every byte read, in order');
+  t.ok(reads.some((r) => r.buffer.length === 64 * 1024), 'the large message was read into a 64 KiB buffer');
+  const kept = reads[reads.length - 1];
+  t.equal(kept.nread, 100, 'the last read is the small message');
+  t.ok(kept.buffer.length <= 16 * 1024, `the buffer held while idle: ${kept.buffer.length} B`);
   source.destroy();
 });

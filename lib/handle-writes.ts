@@ -72,8 +72,7 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   // Through the Writable, a write's read buffer is pinned by writeHeld.
   if (handle === null) return writeHeld(dest, chunk);
   if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeHeld(dest, chunk));
-  const req = new WriteWrap!();
-  return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk, undefined);
+  return writeBufferToHandle(dest, handle, chunk, undefined);
 }
 
 /**
@@ -110,12 +109,10 @@ export function writeHeldBackPieces(socket: net.Socket, pieces: ReadonlyArray<st
 
 /** One `write*` call on the handle for all of `pieces`; `held`: the buffer they pin, undefined for the one being dispatched. */
 function writePiecesToHandle(dest: DirectSocket, handle: StreamHandle, pieces: ReadonlyArray<string | Buffer>, held: HeldReadBuffer | null | undefined): boolean {
+  const first = pieces[0];
+  if (pieces.length === 1 && typeof first !== 'string') return writeBufferToHandle(dest, handle, first, held);
   const req = new WriteWrap!();
-  if (pieces.length === 1) {
-    const piece = pieces[0];
-    if (typeof piece === 'string') return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, piece), null, held);
-    return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, piece), piece, held);
-  }
+  if (pieces.length === 1) return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, first as string), null, held);
   const chunks: unknown[] = new Array(pieces.length * 2);
   for (let i = 0; i < pieces.length; i++) {
     chunks[2 * i] = pieces[i];
@@ -124,17 +121,28 @@ function writePiecesToHandle(dest: DirectSocket, handle: StreamHandle, pieces: R
   return afterDirectWrite(dest, handle, req, handle.writev(req, chunks, false), chunks, held);
 }
 
+function writeBufferToHandle(dest: DirectSocket, handle: StreamHandle, chunk: Buffer, held: HeldReadBuffer | null | undefined): boolean {
+  const req = new WriteWrap!();
+  return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk, held);
+}
+
+/**
+ * Bytes written to the socket's handle now would go out in order: it is open
+ * and connected, and its Writable neither holds bytes nor has ended.
+ */
+export function handleIsFree(socket: net.Socket): boolean {
+  const dest = socket as DirectSocket;
+  return dest._handle != null && dest.writableLength === 0 && !dest.destroyed && !dest.writableEnded && !dest.connecting;
+}
+
 /**
  * The handle to write to directly, or null when the write must go through the
  * Writable: it holds bytes, or writes held back for the end of the turn wait
  * (turn-writes.ts: the Writable sends those first).
  */
 function directHandle(dest: DirectSocket): StreamHandle | null {
-  const handle = dest._handle;
-  if (WriteWrap === null || handle == null || dest.writableLength !== 0 || dest[kTurnWrites] != null || dest.destroyed || dest.writableEnded || dest.connecting) {
-    return null;
-  }
-  return handle;
+  if (WriteWrap === null || dest[kTurnWrites] != null || !handleIsFree(dest)) return null;
+  return dest._handle!;
 }
 
 /**

@@ -271,7 +271,7 @@ export function buildInformationalHead(head: ParsedHead): string {
   const raw = head.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
     const lower = raw[i].toLowerCase();
-    if (HOP_BY_HOP.has(lower) || nominated.has(lower)) continue;
+    if (FIELDS.get(lower) === Field.HopByHop || nominated.has(lower)) continue;
     out += `${raw[i]}: ${raw[i + 1]}\r\n`;
   }
   return out + '\r\n';

@@ -199,15 +199,20 @@ export function holdDispatched(): HeldReadBuffer | null {
 export function holdDispatchedFor(pieces: ReadonlyArray<string | Buffer>): HeldReadBuffer | null {
   const rb = dispatching;
   if (rb === null) return null;
-  const { buffer, byteOffset, length } = rb.bytes;
   for (let i = 0; i < pieces.length; i++) {
     const piece = pieces[i];
-    if (typeof piece !== 'string' && piece.buffer === buffer && piece.byteOffset >= byteOffset && piece.byteOffset < byteOffset + length) {
+    if (typeof piece !== 'string' && isSliceOf(piece, rb)) {
       rb.pending++;
       return rb;
     }
   }
   return null;
+}
+
+/** `chunk` lies in `rb`'s bytes (1 KiB own buffers share one slab's memory, so the ArrayBuffer alone does not say). */
+function isSliceOf(chunk: Buffer, rb: ReadBuffer): boolean {
+  const { buffer, byteOffset, length } = rb.bytes;
+  return chunk.buffer === buffer && chunk.byteOffset >= byteOffset && chunk.byteOffset < byteOffset + length;
 }
 
 /** That write completed (or failed: the buffer is then left to the GC). */
@@ -257,7 +262,7 @@ export function writeHeld(dest: net.Socket, chunk: Buffer): boolean {
 /** A slice to keep past the read's dispatch: copied out of a pooled buffer, else returned as is. */
 export function retainRead(chunk: Buffer): Buffer {
   const rb = dispatching;
-  return rb !== null && chunk.buffer === rb.bytes.buffer ? Buffer.from(chunk) : chunk;
+  return rb !== null && isSliceOf(chunk, rb) ? Buffer.from(chunk) : chunk;
 }
 
 // Reads of an accepted socket become 'data' events, as without `onread`: the

@@ -21,7 +21,7 @@
 // `writeAtTurnEnd` declines and the caller writes at once.
 
 import net from 'node:net';
-import { handleWritesEnabled, writeHeldBackPieces } from './handle-writes.js';
+import { handleIsFree, handleWritesEnabled, writeHeldBackPieces } from './handle-writes.js';
 import { holdDispatchedFor, type HeldReadBuffer } from './read-buffers.js';
 import { kTurnWrites } from './socket-fields.js';
 
@@ -31,7 +31,7 @@ interface TurnWrite {
   readonly held: HeldReadBuffer | null;
 }
 
-type TurnSocket = net.Socket & { [kTurnWrites]: TurnWrite[] | null; _handle?: object | null };
+type TurnSocket = net.Socket & { [kTurnWrites]: TurnWrite[] | null };
 
 /** Sockets with writes held back, in the order of their first one. */
 let holding: TurnSocket[] = [];
@@ -70,8 +70,7 @@ export class TurnWriteSocket extends net.Socket {
 export function writeAtTurnEnd(socket: net.Socket, pieces: ReadonlyArray<string | Buffer>): boolean {
   const dest = socket as TurnSocket;
   // Bytes waiting in the Writable would be overtaken by a write to the handle.
-  if (!(dest instanceof TurnWriteSocket) || !handleWritesEnabled()) return false;
-  if (dest._handle == null || dest.connecting || dest.destroyed || dest.writableEnded || dest.writableLength !== 0) return false;
+  if (!(dest instanceof TurnWriteSocket) || !handleWritesEnabled() || !handleIsFree(dest)) return false;
   const write: TurnWrite = { pieces: pieces.slice(), held: holdDispatchedFor(pieces) };
   const writes = dest[kTurnWrites];
   if (writes === null) {

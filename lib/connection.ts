@@ -18,7 +18,7 @@ import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { PendingRequest } from './pending-request.js';
-import { kConnection } from './socket-fields.js';
+import { kConnection } from './io/socket-fields.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';

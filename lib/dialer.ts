@@ -11,9 +11,9 @@
 
 import net from 'node:net';
 import { WsgateError } from './errors.js';
-import { dispatchRead, nextReadBuffer, releaseReadBuffer } from './read-buffers.js';
-import { initSocketFields, kOwner } from './socket-fields.js';
-import { TurnWriteSocket } from './turn-writes.js';
+import { dispatchRead, nextReadBuffer, releaseReadBuffer } from './io/read-buffers.js';
+import { initSocketFields, kOwner } from './io/socket-fields.js';
+import { TurnWriteSocket } from './io/turn-writes.js';
 
 export interface UpstreamAddress {
   readonly host: string;

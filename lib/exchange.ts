@@ -19,9 +19,9 @@ import { checkSwitchingProtocols } from './handshake.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from './headers.js';
 import { WheelTimer, type TimerOwner } from './timer-wheel.js';
-import { retainRead } from './read-buffers.js';
-import { writePieces, writeToSocket } from './handle-writes.js';
-import { writeAtTurnEnd } from './turn-writes.js';
+import { retainRead } from './io/read-buffers.js';
+import { writePieces, writeToSocket } from './io/handle-writes.js';
+import { writeAtTurnEnd } from './io/turn-writes.js';
 
 export const ExchangePhase = {
   Dialing: 0,

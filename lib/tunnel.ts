@@ -11,9 +11,9 @@
 import type net from 'node:net';
 import type { TimerOwner, TimerWheel } from './timer-wheel.js';
 import { WheelTimer } from './timer-wheel.js';
-import { writeHeld } from './read-buffers.js';
-import { writeToSocket } from './handle-writes.js';
-import { kGotEnd, kTunnel } from './socket-fields.js';
+import { writeHeld } from './io/read-buffers.js';
+import { writeToSocket } from './io/handle-writes.js';
+import { kGotEnd, kTunnel } from './io/socket-fields.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown';
 

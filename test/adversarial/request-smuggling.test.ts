@@ -152,7 +152,7 @@ async function refusedRow(t: Test, row: Refused, mode: WriteMode) {
   const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
   assertRefused(t, await send(port, row.raw, mode), row.status);
   await settle();
-  // A request longer than a socket's first, small read (lib/read-buffers.ts)
+  // A request longer than a socket's first, small read (lib/io/read-buffers.ts)
   // reaches the parser in pieces even in one write, as a trickled one does:
   // its head may be forwarded before the bad body is seen, but never a whole request.
   if (row.body && (mode === 'one byte per write' || row.raw.length > 1024)) {

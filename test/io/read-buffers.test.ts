@@ -1,12 +1,12 @@
-// Pooled read buffers (lib/read-buffers.ts): a buffer is read into again only
+// Pooled read buffers (lib/io/read-buffers.ts): a buffer is read into again only
 // when nothing refers to it, so no byte may ever be overwritten in flight.
 // These tests push distinct random bytes through every path that keeps or
 // forwards a slice of a read, with backpressure, and compare hashes.
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { dispatchRead, nextReadBuffer, readBufferStats, retainRead, writeHeld } from '../lib/read-buffers.js';
-import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor } from './helpers/net.js';
+import { dispatchRead, nextReadBuffer, readBufferStats, retainRead, writeHeld } from '../../lib/io/read-buffers.js';
+import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
 /** Reads in short bursts, so writes towards this socket queue up in the proxy. */
 function throttle(socket: net.Socket): void {

@@ -1,15 +1,15 @@
-// Writes held back until the end of the event-loop turn (lib/turn-writes.ts):
+// Writes held back until the end of the event-loop turn (lib/io/turn-writes.ts):
 // they must leave in that turn, before anything written to the socket after
 // them (to the handle, through the Writable, its FIN, its close), and a slice
 // of a pooled read they hold must not be read into meanwhile.
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { handleWritesEnabled, writePieces, writeToSocket } from '../lib/handle-writes.js';
-import { dispatchRead, nextReadBuffer } from '../lib/read-buffers.js';
-import { initSocketFields, kTurnWrites } from '../lib/socket-fields.js';
-import { TurnWriteSocket, writeAtTurnEnd } from '../lib/turn-writes.js';
-import { randomBytes, sha256, waitFor } from './helpers/net.js';
+import { handleWritesEnabled, writePieces, writeToSocket } from '../../lib/io/handle-writes.js';
+import { dispatchRead, nextReadBuffer } from '../../lib/io/read-buffers.js';
+import { initSocketFields, kTurnWrites } from '../../lib/io/socket-fields.js';
+import { TurnWriteSocket, writeAtTurnEnd } from '../../lib/io/turn-writes.js';
+import { randomBytes, sha256, waitFor } from '../helpers/net.js';
 
 interface Far {
   got(): Buffer;

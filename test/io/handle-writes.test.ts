@@ -1,11 +1,11 @@
-// Tunnel writes straight to the socket handle (lib/handle-writes.ts): they
+// Tunnel writes straight to the socket handle (lib/io/handle-writes.ts): they
 // must keep every byte in order with the Writable's own writes, hold the
 // source back while the kernel cannot take more, and let it go on 'drain'.
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { handleWritesEnabled, writePieces, writeToSocket } from '../lib/handle-writes.js';
-import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor, writeUntilBlocked } from './helpers/net.js';
+import { handleWritesEnabled, writePieces, writeToSocket } from '../../lib/io/handle-writes.js';
+import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor, writeUntilBlocked } from '../helpers/net.js';
 
 /** A connected pair: `near` is written to, `far` records what arrives. */
 async function socketPair(t: { teardown(fn: () => unknown): void }): Promise<{ near: net.Socket; far: net.Socket; got: () => Buffer }> {

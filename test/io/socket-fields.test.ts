@@ -1,11 +1,11 @@
-// lib/socket-fields.ts: every wsgate field exists on a socket from the moment
+// lib/io/socket-fields.ts: every wsgate field exists on a socket from the moment
 // wsgate takes it, in one order, so that nothing adds one later (which would
 // give the socket a new hidden class and make the hot reads megamorphic).
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { initSocketFields } from '../lib/socket-fields.js';
-import { rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from './helpers/net.js';
+import { initSocketFields } from '../../lib/io/socket-fields.js';
+import { rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
 function wsgateKeys(socket: object): string[] {
   const symbols = Object.getOwnPropertySymbols(socket).map((s) => s.description ?? '');

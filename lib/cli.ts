@@ -9,6 +9,7 @@ import type { GatewayConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { createStreamLogger, LOG_LEVELS, type LogLevel } from './log.js';
+import { parserUnavailable } from './io/node-internals.js';
 
 interface CliArgs {
   listen?: string[];
@@ -90,6 +91,12 @@ function buildConfig(args: CliArgs): GatewayConfig {
 
 async function main(): Promise<void> {
   const args = parseArgs(hideBin(process.argv));
+  // Node's HTTP parser is the one internal wsgate cannot do without: say so in one line.
+  const unavailable = parserUnavailable();
+  if (unavailable !== null) {
+    process.stderr.write(`wsgate: ${unavailable}\n`);
+    process.exit(1);
+  }
   const logger = createStreamLogger(args.logLevel);
   let gateway: Gateway;
   try {

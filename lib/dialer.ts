@@ -11,7 +11,7 @@
 
 import net from 'node:net';
 import { WsgateError } from './errors.js';
-import { dispatchRead, nextReadBuffer, releaseReadBuffer } from './io/read-buffers.js';
+import { dispatchRead, pooledReadsFor, releaseReadBuffer } from './io/read-buffers.js';
 import { initSocketFields, kOwner } from './io/socket-fields.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 
@@ -48,12 +48,13 @@ export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): Up
     port: address.port,
     allowHalfOpen: true,
     noDelay: true,
-    onread: { buffer: nextReadBuffer, callback: upstreamOnRead }, // read-buffers.ts: no buffer per read
+    onread: pooledReadsFor(upstreamOnRead), // read-buffers.ts: no buffer per read (undefined: 'data' events)
   };
   const socket = initSocketFields(new TurnWriteSocket(options) as UpstreamSocket);
   socket.connect(options);
   socket[kOwner] = owner;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
+  if (options.onread === undefined) socket.on('data', upstreamOnData); // pooled reads off
   socket.on('close', upstreamReleaseBuffer); // 'close' comes once: `once` would add a bound wrapper per socket
   return socket;
 }
@@ -62,6 +63,7 @@ export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): Up
 export function releaseUpstream(socket: UpstreamSocket): void {
   socket[kOwner] = null;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.removeListener(event, listener);
+  socket.removeListener('data', upstreamOnData);
 }
 
 /** Closes a socket nobody needs any more; its last error (ECONNRESET, EPIPE) concerns nobody. */
@@ -91,6 +93,19 @@ function upstreamDispatch(socket: UpstreamSocket, chunk: Buffer): void {
   if (owner === null) {
     if (socket.listenerCount('data') > 0) socket.emit('data', chunk);
     else socket.destroy(); // bytes nobody waits for: the connection is out of step
+    return;
+  }
+  try {
+    owner.received(chunk);
+  } catch (err) {
+    owner.crashed(err);
+  }
+}
+// Without pooled reads, reads come as 'data' events: the same dispatch, minus the buffer bookkeeping.
+function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
+  const owner = this[kOwner];
+  if (owner === null) {
+    this.destroy(); // bytes nobody waits for: the connection is out of step
     return;
   }
   try {

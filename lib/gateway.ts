@@ -10,6 +10,7 @@ import { Connection, ConnState, type ConnectionHost } from './connection.js';
 import { WsgateError } from './errors.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
+import { describeFastPaths, fastPaths, parserUnavailable, probeFastPaths, type FastPaths } from './io/node-internals.js';
 import { withPooledReads } from './io/read-buffers.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 import { initSocketFields } from './io/socket-fields.js';
@@ -62,6 +63,10 @@ export interface GatewayStats {
   readonly bytesToUpstream: number;
   /** Tunnel payload bytes upstream -> client, closed and open tunnels. */
   readonly bytesToDownstream: number;
+  /** Errors thrown while handling a connection (bugs, contained: each ended only its own connection). */
+  readonly internalErrors: number;
+  /** The fast paths below Node's public API in effect in this process (io/node-internals.ts). */
+  readonly fastPaths: FastPaths;
 }
 
 export interface CloseOptions {
@@ -94,6 +99,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   #nextTunnelId = 1;
   #totalConnections = 0;
   #totalTunnels = 0;
+  #internalErrors = 0;
   #closedBytesToUpstream = 0;
   #closedBytesToDownstream = 0;
   readonly #refusals: Refusals;
@@ -155,9 +161,23 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     } else {
       targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0 }];
     }
+    await this.#probe();
     const bound: ListenAddress[] = [];
     for (const target of targets) bound.push(await this.#listenOne(target.host, target.port));
     return bound[0];
+  }
+
+  #probed = false;
+
+  /** Picks the fast paths that work on this Node, once, and says which in one log line. */
+  async #probe(): Promise<void> {
+    if (this.#probed) return;
+    const unavailable = parserUnavailable();
+    if (unavailable !== null) throw new Error(unavailable);
+    await probeFastPaths();
+    if (this.#probed) return;
+    this.#probed = true;
+    this.#log('info', describeFastPaths());
   }
 
   #listenOne(host: string, port: number): Promise<ListenAddress> {
@@ -261,6 +281,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       totalTunnels: this.#totalTunnels,
       bytesToUpstream: up,
       bytesToDownstream: down,
+      internalErrors: this.#internalErrors,
+      fastPaths: fastPaths(),
     };
   }
 
@@ -310,6 +332,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   // --- ConnectionHost ---
 
   connectionFailed(conn: Connection, err: WsgateError): void {
+    if (err.code === 'WSG_ERR_INTERNAL') this.#internalErrors++;
     const info: ConnectionErrorInfo = {
       remoteAddress: conn.remoteAddress,
       method: conn.head?.method ?? null,

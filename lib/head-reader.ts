@@ -1,48 +1,11 @@
-// Incremental HTTP/1.1 head reader on Node's own llhttp binding (`HTTPParser`
-// from `_http_common`, the parser `node:http` uses), in strict mode: none of
+// Incremental HTTP/1.1 head reader on Node's own llhttp binding (the parser
+// `node:http` uses, reached through io/node-internals.ts), in strict mode: none of
 // llhttp's lenient flags, each of which its README calls a smuggling risk.
 // Bytes may arrive split at any offset; `execute` takes each chunk as it comes.
 // Parsers are pooled like node's `parsers` FreeList.
 
-import { createRequire } from 'node:module';
 import { WsgateError, type ErrorCode } from './errors.js';
-
-const require = createRequire(import.meta.url);
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { HTTPParser, methods } = require('_http_common') as { HTTPParser: HTTPParserConstructor; methods: string[] };
-
-// llhttp's method numbers (llhttp.h HTTP_METHOD_MAP). node's `methods` is the
-// subset http.METHODS lists: it matches llhttp only up to SOURCE (33), so a
-// later method such as QUERY (46) would read as undefined. RTSP-only numbers stay empty.
-const METHOD_NAMES: readonly string[] = (() => {
-  const names = methods.slice(0, 34);
-  if (names[33] !== 'SOURCE' || names[1] !== 'GET') throw new Error('unexpected llhttp method table');
-  names[34] = 'PRI';
-  names[46] = 'QUERY';
-  return names;
-})();
-
-interface HTTPParserInstance {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | (Error & { code: string; bytesParsed: number });
-  finish(): undefined | (Error & { code: string });
-  free(): void;
-  close(): void;
-  remove?(): void;
-  [key: number]: unknown;
-}
-interface HTTPParserConstructor {
-  new (): HTTPParserInstance;
-  REQUEST: number;
-  RESPONSE: number;
-  kOnMessageBegin: number;
-  kOnHeaders: number;
-  kOnHeadersComplete: number;
-  kOnBody: number;
-  kOnMessageComplete: number;
-  kOnExecute: number;
-  kLenientNone: number;
-}
+import { initializeParser, methodName, newParser, parserSlots, type NativeParser, type ParserSlots } from './io/node-internals.js';
 
 export const HeadKind = {
   Request: 0,
@@ -96,10 +59,12 @@ export interface HeadReaderHandler {
 }
 
 const kReader = Symbol('wsgate head reader');
-const pool: HTTPParserInstance[] = [];
+const pool: NativeParser[] = [];
+/** The parser's callback slots, read once the first parser is needed. */
+let SLOTS: ParserSlots | null = null;
 const POOL_MAX = 1000;
 
-type Owned = HTTPParserInstance & { [kReader]: HeadReader | null };
+type Owned = NativeParser & { [kReader]: HeadReader | null };
 
 function parserOnMessageBegin(this: Owned): void {
   this[kReader]?.handler.onMessageBegin?.();
@@ -131,13 +96,14 @@ function parserOnMessageComplete(this: Owned): void {
 }
 
 function acquireParser(): Owned {
-  const parser = (pool.pop() ?? new HTTPParser()) as Owned;
+  const slots = (SLOTS ??= parserSlots());
+  const parser = (pool.pop() ?? newParser()) as Owned;
   // Not a function: llhttp's on_message_begin then makes no call into JS (see onHeadersComplete).
-  parser[HTTPParser.kOnMessageBegin] = null;
-  parser[HTTPParser.kOnHeaders] = parserOnHeaders;
-  parser[HTTPParser.kOnHeadersComplete] = parserOnHeadersComplete;
-  parser[HTTPParser.kOnBody] = parserOnBody;
-  parser[HTTPParser.kOnMessageComplete] = parserOnMessageComplete;
+  parser[slots.onMessageBegin] = null;
+  parser[slots.onHeaders] = parserOnHeaders;
+  parser[slots.onHeadersComplete] = parserOnHeadersComplete;
+  parser[slots.onBody] = parserOnBody;
+  parser[slots.onMessageComplete] = parserOnMessageComplete;
   return parser;
 }
 
@@ -161,7 +127,7 @@ export class HeadReader {
     const parser = acquireParser();
     // A fresh async resource per use, as node's server makes one per connection:
     // AsyncLocalStorage stores its context on it (a shared or frozen one breaks that).
-    parser.initialize(kind === HeadKind.Request ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, maxHeadSize, HTTPParser.kLenientNone);
+    initializeParser(parser, kind === HeadKind.Request, maxHeadSize);
     parser[kReader] = this;
     this.#parser = parser;
   }
@@ -184,7 +150,7 @@ export class HeadReader {
   restart(): void {
     const parser = this.#parser;
     if (parser === null) throw new Error('HeadReader used after release');
-    parser.initialize(this.kind === HeadKind.Request ? HTTPParser.REQUEST : HTTPParser.RESPONSE, {}, this.maxHeadSize, HTTPParser.kLenientNone);
+    initializeParser(parser, this.kind === HeadKind.Request, this.maxHeadSize);
     this.head = null;
   }
 
@@ -236,7 +202,7 @@ export class HeadReader {
       versionMajor,
       versionMinor,
       rawHeaders,
-      method: method === undefined ? '' : (METHOD_NAMES[method] ?? ''), // '' is refused at admission
+      method: method === undefined ? '' : (methodName(method) ?? ''), // '' is refused at admission
       url: this.#url + (url ?? ''),
       statusCode: statusCode ?? 0,
       statusMessage: statusMessage ?? '',
@@ -246,12 +212,12 @@ export class HeadReader {
     this.#url = '';
     this.head = head;
     const parser = this.#parser!;
-    if (this.handler.onMessageBegin !== undefined) parser[HTTPParser.kOnMessageBegin] = parserOnMessageBegin;
+    if (this.handler.onMessageBegin !== undefined) parser[SLOTS!.onMessageBegin] = parserOnMessageBegin;
     const mode = this.handler.onHead(head);
     // Only a parsed body needs llhttp to say where the message ends. Without
     // one the message ends with its head: said here, and llhttp's own
     // on_message_complete makes no call into JS (one fewer per GET).
-    parser[HTTPParser.kOnMessageComplete] = mode === BodyMode.Parse ? parserOnMessageComplete : null;
+    parser[SLOTS!.onMessageComplete] = mode === BodyMode.Parse ? parserOnMessageComplete : null;
     if (mode === BodyMode.None) this.onMessageComplete();
     return mode;
   }

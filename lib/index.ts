@@ -18,3 +18,5 @@ export type { Logger, LogLevel } from './log.js';
 export { TimerWheel, WheelTimer } from './timer-wheel.js';
 export type { TimerOwner, TimerWheelOptions } from './timer-wheel.js';
 export type { TunnelCloseReason } from './tunnel.js';
+export { fastPaths, probeFastPaths } from './io/node-internals.js';
+export type { FastPaths, WriteContract } from './io/node-internals.js';

@@ -19,47 +19,22 @@
 // `end()` still goes through the Writable: libuv's shutdown waits for writes
 // queued on the handle, so a FIN never overtakes a byte (uv_shutdown(3)).
 //
-// The request class is Node's own WriteWrap; it is not exported, so the first
-// such write goes through write() and lends us the class of the request Node
-// builds for it. Where that does not work (a Node whose sockets write another
-// way) every write simply stays on write(). Each write gets a new request, as
-// in Node: see afterDirectWrite for why one is never reused.
+// Which handle-write contract this Node follows, and whether handle writes are
+// on at all, is node-internals.ts's business (chosen by its start-up probe);
+// with them off every write here goes through the Writable.
 
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
+import { fastPaths, handleQueueSize, hasHandle, writableHandle, writeToHandle, type PendingWrite, type StreamHandle } from './node-internals.js';
 import { holdDispatched, releaseHeld, writeHeld, type HeldReadBuffer } from './read-buffers.js';
 import { kNeedDrain, kTurnWrites } from './socket-fields.js';
 
-interface StreamHandle {
-  writeBuffer(req: object, data: Uint8Array): number;
-  writeLatin1String(req: object, data: string): number;
-  writev(req: object, chunks: unknown[], allBuffers: boolean): number;
-  readonly writeQueueSize: number;
-}
-
-/** The handle methods Node's own writes go through: whichever a write uses shows the request class. */
-const WRITE_METHODS = ['writeBuffer', 'writeLatin1String', 'writev'] as const;
-
-interface WriteRequest {
-  oncomplete: ((this: WriteRequest, status: number) => void) | null;
-  /** The socket written to, while the write waits. */
-  socket: DirectSocket | null;
-  /** The read buffer the bytes live in, pinned while the write waits. */
-  held: HeldReadBuffer | null;
-  /** The bytes themselves: libuv reads them from memory the GC must not free meanwhile (node keeps `req.buffer` too). */
-  buffer: unknown;
-}
-
-type WriteRequestClass = new () => WriteRequest;
+type WriteRequest = PendingWrite & { socket: DirectSocket | null; held: HeldReadBuffer | null };
 
 type DirectSocket = net.Socket & {
-  _handle?: StreamHandle | null;
   [kNeedDrain]?: boolean;
   [kTurnWrites]?: unknown;
 };
-
-/** undefined: not learnt yet; null: this Node's sockets do not write through the handle methods above. */
-let WriteWrap: WriteRequestClass | null | undefined;
 
 /**
  * `socket.write(chunk)` for a tunnel: straight to the handle when nothing is
@@ -71,7 +46,6 @@ export function writeToSocket(socket: net.Socket, chunk: Buffer): boolean {
   const handle = directHandle(dest);
   // Through the Writable, a write's read buffer is pinned by writeHeld.
   if (handle === null) return writeHeld(dest, chunk);
-  if (WriteWrap === undefined) return learnWriteWrap(handle, () => writeHeld(dest, chunk));
   return writeBufferToHandle(dest, handle, chunk, undefined);
 }
 
@@ -87,7 +61,6 @@ export function writePieces(socket: net.Socket, pieces: ReadonlyArray<string | B
   if (pieces.length === 1 && typeof pieces[0] !== 'string') return writeToSocket(dest, pieces[0]);
   const handle = directHandle(dest);
   if (handle === null) return writePiecesThroughStream(dest, pieces);
-  if (WriteWrap === undefined) return learnWriteWrap(handle, () => writePiecesThroughStream(dest, pieces));
   return writePiecesToHandle(dest, handle, pieces, undefined);
 }
 
@@ -99,8 +72,8 @@ export function writePieces(socket: net.Socket, pieces: ReadonlyArray<string | B
  */
 export function writeHeldBackPieces(socket: net.Socket, pieces: ReadonlyArray<string | Buffer>, held: HeldReadBuffer | null): void {
   const dest = socket as DirectSocket;
-  const handle = dest._handle;
-  if (handle == null || WriteWrap == null) {
+  const handle = writableHandle(dest);
+  if (handle === null) {
     if (held !== null) releaseHeld(held, false); // the socket is gone: nothing reads the bytes
     return;
   }
@@ -111,19 +84,17 @@ export function writeHeldBackPieces(socket: net.Socket, pieces: ReadonlyArray<st
 function writePiecesToHandle(dest: DirectSocket, handle: StreamHandle, pieces: ReadonlyArray<string | Buffer>, held: HeldReadBuffer | null | undefined): boolean {
   const first = pieces[0];
   if (pieces.length === 1 && typeof first !== 'string') return writeBufferToHandle(dest, handle, first, held);
-  const req = new WriteWrap!();
-  if (pieces.length === 1) return afterDirectWrite(dest, handle, req, handle.writeLatin1String(req, first as string), null, held);
+  if (pieces.length === 1) return afterDirectWrite(dest, writeToHandle(handle, 1, first), null, held);
   const chunks: unknown[] = new Array(pieces.length * 2);
   for (let i = 0; i < pieces.length; i++) {
     chunks[2 * i] = pieces[i];
     chunks[2 * i + 1] = typeof pieces[i] === 'string' ? 'latin1' : 'buffer';
   }
-  return afterDirectWrite(dest, handle, req, handle.writev(req, chunks, false), chunks, held);
+  return afterDirectWrite(dest, writeToHandle(handle, 2, chunks), chunks, held);
 }
 
 function writeBufferToHandle(dest: DirectSocket, handle: StreamHandle, chunk: Buffer, held: HeldReadBuffer | null | undefined): boolean {
-  const req = new WriteWrap!();
-  return afterDirectWrite(dest, handle, req, handle.writeBuffer(req, chunk), chunk, held);
+  return afterDirectWrite(dest, writeToHandle(handle, 0, chunk), chunk, held);
 }
 
 /**
@@ -132,7 +103,7 @@ function writeBufferToHandle(dest: DirectSocket, handle: StreamHandle, chunk: Bu
  */
 export function handleIsFree(socket: net.Socket): boolean {
   const dest = socket as DirectSocket;
-  return dest._handle != null && dest.writableLength === 0 && !dest.destroyed && !dest.writableEnded && !dest.connecting;
+  return hasHandle(dest) && dest.writableLength === 0 && !dest.destroyed && !dest.writableEnded && !dest.connecting;
 }
 
 /**
@@ -141,53 +112,52 @@ export function handleIsFree(socket: net.Socket): boolean {
  * (turn-writes.ts: the Writable sends those first).
  */
 function directHandle(dest: DirectSocket): StreamHandle | null {
-  if (WriteWrap === null || dest[kTurnWrites] != null || !handleIsFree(dest)) return null;
-  return dest._handle!;
+  if (dest[kTurnWrites] != null || !handleIsFree(dest)) return null;
+  return writableHandle(dest);
 }
 
 /**
- * After `handle.write*(req, ...)` returned `err`: done when the kernel took
- * everything inside the call, else waiting in libuv with `bytes` kept alive,
- * and their read buffer pinned: `held`, or the one being dispatched when undefined.
+ * After a write to the handle: done when the kernel took everything inside
+ * the call, else waiting in libuv with `bytes` kept alive, and their read
+ * buffer pinned: `held`, or the one being dispatched when undefined.
  */
-function afterDirectWrite(dest: DirectSocket, handle: StreamHandle, req: WriteRequest, err: number, bytes: unknown, held: HeldReadBuffer | null | undefined): boolean {
-  if (err !== 0) {
-    if (held != null) releaseHeld(held, true);
-    dest.destroy(writeError(err));
-    return false;
-  }
-  // An empty queue: every byte is in the kernel. The write may still have been
-  // queued for a moment (libuv finished it inside the call but reports it on
-  // the next turn), so `req` is never reused: native code may still hold it,
-  // and finds no `oncomplete` on it.
-  if (handle.writeQueueSize === 0) {
+function afterDirectWrite(dest: DirectSocket, result: number | PendingWrite, bytes: unknown, held: HeldReadBuffer | null | undefined): boolean {
+  if (typeof result === 'number') {
+    if (result !== 0) {
+      if (held != null) releaseHeld(held, true);
+      dest.destroy(writeError(result));
+      return false;
+    }
     if (held != null) releaseHeld(held, false);
     return true;
   }
-  // Not all taken (or queued behind earlier writes): libuv holds the rest, and req until it is sent.
-  // Strings were copied by the handle; buffers are read from where they are.
+  // Not all taken (or queued behind earlier writes): libuv holds the rest, and
+  // the request until it is sent. Strings were copied by the handle; buffers
+  // are read from where they are.
+  const req = result as WriteRequest;
   req.oncomplete = directWriteOnComplete;
   req.socket = dest;
   req.held = held === undefined ? holdDispatched() : held;
   req.buffer = bytes;
-  if (handle.writeQueueSize < dest.writableHighWaterMark) return true;
+  if (handleQueueSize(dest) < dest.writableHighWaterMark) return true;
   dest[kNeedDrain] = true;
   return false;
 }
 
-function directWriteOnComplete(this: WriteRequest, status: number): void {
-  const dest = this.socket!;
-  const held = this.held;
-  this.socket = null;
-  this.held = null;
-  this.buffer = null;
-  this.oncomplete = null;
+function directWriteOnComplete(this: PendingWrite, status: number): void {
+  const req = this as WriteRequest;
+  const dest = req.socket!;
+  const held = req.held;
+  req.socket = null;
+  req.held = null;
+  req.buffer = null;
+  req.oncomplete = null;
   if (held !== null) releaseHeld(held, status < 0);
   if (status < 0) {
     if (!dest.destroyed) dest.destroy(writeError(status)); // ECANCELED after our own destroy lands on a destroyed socket
     return;
   }
-  if (dest[kNeedDrain] === true && dest._handle != null && dest._handle.writeQueueSize === 0) {
+  if (dest[kNeedDrain] === true && hasHandle(dest) && handleQueueSize(dest) === 0) {
     dest[kNeedDrain] = false;
     dest.emit('drain');
   }
@@ -201,37 +171,6 @@ function writePiecesThroughStream(dest: DirectSocket, pieces: ReadonlyArray<stri
   return roomLeft;
 }
 
-/** One write through the stream, watching which request class Node hands the handle. */
-function learnWriteWrap(handle: StreamHandle, write: () => boolean): boolean {
-  const proto = Object.getPrototypeOf(handle) as StreamHandle;
-  if (WRITE_METHODS.some((name) => typeof proto[name] !== 'function') || typeof handle.writeQueueSize !== 'number') {
-    WriteWrap = null;
-    return write();
-  }
-  WriteWrap = null; // unless this write shows one
-  const forget = () => {
-    for (const name of WRITE_METHODS) delete (handle as Partial<StreamHandle>)[name];
-  };
-  for (const name of WRITE_METHODS) {
-    const original = proto[name] as (this: StreamHandle, req: object, ...rest: unknown[]) => number;
-    Object.defineProperty(handle, name, {
-      configurable: true,
-      writable: true,
-      value(this: StreamHandle, req: object, ...rest: unknown[]): number {
-        forget();
-        const Class = (req as { constructor?: unknown }).constructor;
-        if (typeof Class === 'function' && Class !== Object) WriteWrap = Class as WriteRequestClass;
-        return original.call(this, req, ...rest);
-      },
-    });
-  }
-  try {
-    return write();
-  } finally {
-    forget(); // not called when the Writable kept the bytes
-  }
-}
-
 function writeError(status: number): NodeJS.ErrnoException {
   const code = getSystemErrorName(status);
   const err: NodeJS.ErrnoException = new Error(`write ${code}`);
@@ -241,7 +180,7 @@ function writeError(status: number): NodeJS.ErrnoException {
   return err;
 }
 
-/** Whether tunnel writes go to the handle directly (for tests and benchmarks). */
+/** Whether writes go to the handle directly (for tests and benchmarks). */
 export function handleWritesEnabled(): boolean {
-  return WriteWrap != null;
+  return fastPaths().handleWrites !== 'off';
 }

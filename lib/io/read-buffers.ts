@@ -25,6 +25,7 @@
 // happen during that dispatch, so `writeHeld` knows which buffer they pin.
 
 import net from 'node:net';
+import { fastPaths, rewrapAccepted } from './node-internals.js';
 import { initSocketFields, kHeld, kOwnBuffer, kReadBuffer } from './socket-fields.js';
 
 const BIG_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
@@ -278,27 +279,28 @@ function acceptedOnClose(this: net.Socket): void {
   releaseReadBuffer(this);
 }
 
-type InternalSocket = net.Socket & { _handle?: { readStart?: unknown } | null };
-
 /**
  * The socket a `pauseOnConnect` server accepted, re-created (as a
- * `SocketClass`) over the same handle with `onread` (net.Server has no such option), so that its reads use
- * pooled buffers too. Nothing was read yet. Where the handle is not reachable
- * (a Node without `_handle`), the socket itself, reading as usual.
+ * `SocketClass`) over the same handle with `onread`, so that its reads use
+ * pooled buffers too (node-internals.ts). Nothing was read yet. With pooled
+ * reads off, the socket itself, reading as usual.
  */
 export function withPooledReads(accepted: net.Socket, SocketClass: typeof net.Socket = net.Socket): net.Socket {
-  const internal = accepted as InternalSocket;
-  const handle = internal._handle;
-  if (handle == null || typeof handle.readStart !== 'function') {
+  const socket = rewrapAccepted(accepted, SocketClass, ACCEPTED_ONREAD);
+  if (socket === null) {
     accepted.resume();
     return initSocketFields(accepted);
   }
-  internal._handle = null;
-  accepted.destroy(); // only the wrapper: it has no handle to close; the server's count drops with it
-  const options = { handle, allowHalfOpen: true, readable: true, writable: true, onread: { buffer: nextReadBuffer, callback: acceptedOnRead } };
-  const socket = initSocketFields(new SocketClass(options as net.SocketConstructorOpts));
+  initSocketFields(socket);
   socket.on('close', acceptedOnClose); // not `once`: its bound wrapper would stay for the socket's life
   return socket;
+}
+
+const ACCEPTED_ONREAD = { buffer: nextReadBuffer, callback: acceptedOnRead };
+
+/** `onread` for a socket wsgate dials, or undefined when pooled reads are off (its reads become 'data' events). */
+export function pooledReadsFor(callback: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean): { buffer: () => Buffer; callback: typeof callback } | undefined {
+  return fastPaths().pooledReads ? { buffer: nextReadBuffer, callback } : undefined;
 }
 
 /** Pool figures, for tests and benchmarks. */

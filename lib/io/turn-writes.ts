@@ -21,7 +21,8 @@
 // `writeAtTurnEnd` declines and the caller writes at once.
 
 import net from 'node:net';
-import { handleIsFree, handleWritesEnabled, writeHeldBackPieces } from './handle-writes.js';
+import { handleIsFree, writeHeldBackPieces } from './handle-writes.js';
+import { fastPaths, socketClassWithWriteHook } from './node-internals.js';
 import { holdDispatchedFor, type HeldReadBuffer } from './read-buffers.js';
 import { kTurnWrites } from './socket-fields.js';
 
@@ -37,29 +38,12 @@ type TurnSocket = net.Socket & { [kTurnWrites]: TurnWrite[] | null };
 let holding: TurnSocket[] = [];
 let flushScheduled = false;
 
-/** A net.Socket whose own writes, end and destroy send its held-back writes first. */
-export class TurnWriteSocket extends net.Socket {
-  override _write(chunk: unknown, encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    flushTurnWrites(this);
-    super._write(chunk, encoding, callback);
-  }
-
-  override _writev(chunks: Array<{ chunk: unknown; encoding: BufferEncoding }>, callback: (error?: Error | null) => void): void {
-    flushTurnWrites(this);
-    super._writev!(chunks, callback);
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    flushTurnWrites(this);
-    super._final(callback);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    // Sent before the close, as they would have been without holding back.
-    flushTurnWrites(this);
-    super._destroy(error, callback);
-  }
-}
+/**
+ * A net.Socket whose own writes, end and destroy send its held-back writes
+ * first (the hooks are node-internals.ts's; where this Node lacks them the
+ * probe turns turn writes off and this is a plain net.Socket).
+ */
+export const TurnWriteSocket: typeof net.Socket = socketClassWithWriteHook(flushTurnWrites);
 
 /**
  * Holds `pieces` (latin1 strings and buffers, in order) back to be written
@@ -70,7 +54,7 @@ export class TurnWriteSocket extends net.Socket {
 export function writeAtTurnEnd(socket: net.Socket, pieces: ReadonlyArray<string | Buffer>): boolean {
   const dest = socket as TurnSocket;
   // Bytes waiting in the Writable would be overtaken by a write to the handle.
-  if (!(dest instanceof TurnWriteSocket) || !handleWritesEnabled() || !handleIsFree(dest)) return false;
+  if (!fastPaths().turnWrites || !(dest instanceof TurnWriteSocket) || !handleIsFree(dest)) return false;
   const write: TurnWrite = { pieces: pieces.slice(), held: holdDispatchedFor(pieces) };
   const writes = dest[kTurnWrites];
   if (writes === null) {

@@ -173,7 +173,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   async #probe(): Promise<void> {
     if (this.#probed) return;
     const unavailable = parserUnavailable();
-    if (unavailable !== null) throw new Error(unavailable);
+    if (unavailable !== null) throw new Error(`wsgate ${unavailable}`);
     await probeFastPaths();
     if (this.#probed) return;
     this.#probed = true;

@@ -174,7 +174,7 @@ function loadParser(): LoadedParser | Error {
  */
 export function parserUnavailable(): string | null {
   if (!(parserLoad instanceof Error)) return null;
-  return `wsgate cannot run on Node ${process.version}: its HTTP parser (HTTPParser from _http_common) is not usable: ${parserLoad.message}`;
+  return `cannot run on Node ${process.version}: its HTTP parser (HTTPParser from _http_common) is not usable: ${parserLoad.message}`;
 }
 
 function loaded(): LoadedParser {

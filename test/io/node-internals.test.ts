@@ -1,0 +1,163 @@
+// lib/io/node-internals.ts: the start-up probe picks, per Node line, the fast
+// paths that work there (a table in helpers/fast-paths.ts), reports them in
+// stats() and one log line, never throws, and a Node without what wsgate
+// needs gets one line, not a stack. The CLI prints no warning on any Node.
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+import { createGateway } from '../../lib/index.js';
+import { describeFastPaths, fastPaths } from '../../lib/io/node-internals.js';
+import { expectedFastPaths, expectedWriteContract, probedFastPaths } from '../helpers/fast-paths.js';
+import { answeringUpstream, rawExchange, wsEcho } from '../helpers/net.js';
+
+const CLI = fileURLToPath(new URL('../../dist/lib/cli.js', import.meta.url));
+
+t.test(`the probe picks the fast paths expected on Node ${process.version}`, async (t) => {
+  const paths = await probedFastPaths();
+  t.same(paths, expectedFastPaths());
+  t.same(fastPaths(), paths, 'in effect after the probe');
+  t.match(describeFastPaths(), new RegExp(`^fast paths on Node ${process.version.replace(/\./g, '\\.')}: handle writes ${paths.handleWrites}, `));
+});
+
+t.test('the write-contract table: request objects up to Node 24.21, null requests from 24.22 and on 26', async (t) => {
+  t.equal(expectedWriteContract('20.20.2'), 'request-object');
+  t.equal(expectedWriteContract('22.23.5'), 'request-object');
+  t.equal(expectedWriteContract('24.21.0'), 'request-object');
+  t.equal(expectedWriteContract('24.22.3'), 'null-request');
+  t.equal(expectedWriteContract('26.12.1'), 'null-request');
+});
+
+t.test('stats() reports the fast paths; the gateway logs them in one line at start', async (t) => {
+  const lines: string[] = [];
+  const gw = createGateway({ routes: ['/=http://127.0.0.1:9'], logger: { log: (level, message) => lines.push(`${level} ${message}`) } });
+  await gw.listen(0, '127.0.0.1');
+  t.teardown(() => gw.close({ drainMs: 0 }));
+  t.same(gw.stats().fastPaths, expectedFastPaths());
+  t.equal(lines.filter((l) => l.includes('fast paths on Node')).length, 1, 'one line');
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Starts the CLI with `env` and Node flags, runs `work(port)` once it listens, then stops it with SIGTERM. */
+async function runCli(args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[], work: (port: number) => Promise<void>): Promise<Run> {
+  // tap's own loaders ride in NODE_OPTIONS (and use process.binding): the daemon runs as users run it, without them.
+  const { NODE_OPTIONS: _, ...inherited } = process.env;
+  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...inherited, ...env } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = once(child, 'exit');
+  const deadline = Date.now() + 10_000;
+  while (!/listening on/.test(stdout) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(stdout)?.[1] ?? 0);
+  try {
+    if (port > 0) await work(port);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  }
+  const [code] = await exited;
+  return { code: code as number | null, stdout, stderr };
+}
+
+async function proxyBoth(port: number): Promise<void> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/`);
+  await once(ws, 'open');
+  const reply = new Promise<string>((r) => ws.once('message', (d) => r(d.toString())));
+  ws.send('ping');
+  if ((await reply) !== 'ping') throw new Error('no echo');
+  ws.close();
+  const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
+  if (!res.text.endsWith('page')) throw new Error(`bad answer ${res.text}`);
+}
+
+t.test('the CLI proxies a WebSocket and an HTTP request and prints no warning (deprecations included)', async (t) => {
+  const echo = await wsEcho(t);
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
+  // --pending-deprecation turns documentation-only deprecations into warnings where Node can.
+  const run = await runCli(args, {}, ['--pending-deprecation', '--trace-deprecation'], proxyBoth);
+  t.equal(run.code, 0, 'graceful exit');
+  // tap instruments child processes (process-on-spawn, which calls process.binding): its warnings are the harness's, not wsgate's.
+  const warnings = run.stderr.split(/(?=\(node:\d+\) )/).filter((block) => /Warning|DEP0\d+/.test(block) && !/process-on-spawn|@tapjs/.test(block));
+  t.same(warnings, [], 'no warning printed');
+  t.match(run.stderr, /fast paths on Node/, 'the start-up line names the fast paths');
+});
+
+t.test('WSGATE_FAST_PATHS=off: every fallback, and the CLI still proxies both ways', async (t) => {
+  const echo = await wsEcho(t);
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
+  const run = await runCli(args, { WSGATE_FAST_PATHS: 'off' }, [], proxyBoth);
+  t.equal(run.code, 0);
+  t.match(run.stderr, /handle writes off, pooled reads off, turn writes off \(all: WSGATE_FAST_PATHS=off\)/);
+});
+
+t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the rest still proxies', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-probe-'));
+  const preload = join(dir, 'no-final.cjs');
+  writeFileSync(preload, "const net = require('node:net'); delete net.Socket.prototype._final; net.Socket.prototype._final = undefined;\n");
+  const echo = await wsEcho(t);
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
+  const run = await runCli(args, {}, ['--require', preload], async (port) => {
+    // _final is what end() calls: a Node without it cannot half-close; only check the start-up verdict and a tunnel.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/`);
+    await once(ws, 'open');
+    ws.terminate();
+  });
+  t.match(run.stderr, /turn writes off \(turnWrites: net\.Socket has no _write\/_writev\/_final\/_destroy\)/);
+});
+
+t.test('a Node whose handle writes misbehave: the probe turns them off instead of throwing', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-probe-'));
+  const preload = join(dir, 'odd-writes.cjs');
+  // A handle whose writeBuffer lies about the queue: the probe's pending write never waits.
+  writeFileSync(
+    preload,
+    [
+      "const net = require('node:net');",
+      'const connect = net.Socket.prototype.connect;',
+      'net.Socket.prototype.connect = function (...args) {',
+      "  this.once('connect', () => { if (this._handle) Object.defineProperty(this._handle, 'writeQueueSize', { get: () => 0 }); });",
+      '  return connect.apply(this, args);',
+      '};',
+      '',
+    ].join('\n'),
+  );
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const run = await runCli(['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], {}, ['--require', preload], async (port) => {
+    const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
+    if (!res.text.endsWith('page')) throw new Error(`bad answer ${res.text}`);
+  });
+  t.equal(run.code, 0);
+  t.match(run.stderr, /handle writes off, pooled reads on, turn writes off \(handleWrites: [^;]+; turnWrites: needs handle writes\)/);
+});
+
+t.test('a Node without a usable HTTP parser: the CLI exits 1 with one line naming the Node version', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-probe-'));
+  const preload = join(dir, 'no-parser.cjs');
+  writeFileSync(
+    preload,
+    [
+      "const Module = require('node:module');",
+      'const load = Module._load;',
+      "Module._load = function (request, ...rest) { if (request === '_http_common') throw new Error('No such built-in module: _http_common'); return load.call(this, request, ...rest); };",
+      '',
+    ].join('\n'),
+  );
+  const run = await runCli(['--listen', '127.0.0.1:0', '--route', '/=http://127.0.0.1:9'], {}, ['--require', preload], async () => {});
+  t.equal(run.code, 1);
+  const lines = run.stderr.trim().split('\n');
+  t.equal(lines.length, 1, `one line: ${run.stderr}`);
+  t.match(lines[0], new RegExp(`^wsgate: cannot run on Node ${process.version.replace(/\./g, '\\.')}: its HTTP parser .*No such built-in module`));
+});

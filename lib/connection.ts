@@ -18,7 +18,8 @@ import { WsgateError } from './errors.js';
 import { Exchange, ExchangePhase } from './exchange.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
 import { PendingRequest } from './pending-request.js';
-import { kConnection } from './io/socket-fields.js';
+import { guard } from './core/guard.js';
+import { kConnection, ownerOfSocket } from './io/socket-fields.js';
 import { errorResponse } from './responses.js';
 import type { RouteMatch, Router } from './router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
@@ -92,8 +93,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#reader = new HeadReader(HeadKind.Request, this, config.maxHeadSize, config.maxHeaders);
     this.#timer = new WheelTimer(this);
     this.socket[kConnection] = this;
-    socket.on('error', socketOnError);
-    socket.on('close', socketOnClose);
+    socket.on('error', connectionOnError);
+    socket.on('close', connectionOnClose);
   }
 
   /** Starts reading heads from the socket (accepted connections). */
@@ -314,8 +315,8 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.wheel.cancel(this.#timer);
     const socket = this.socket;
     for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
-    socket.removeListener('error', socketOnError);
-    socket.removeListener('close', socketOnClose);
+    socket.removeListener('error', connectionOnError);
+    socket.removeListener('close', connectionOnClose);
     // The tunnel keeps the socket for hours, not this connection; no listener
     // that reads socket[kConnection] is left to run.
     (socket as { [kConnection]: Connection | null })[kConnection] = null;
@@ -347,12 +348,35 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.#linger();
   }
 
-  /** Last line of defence: a bug while handling one connection ends that connection, never the process. */
+  /**
+   * Last line of defence: a bug while handling one connection (a listener
+   * threw: core/guard.ts) ends that connection, never the process. Answered
+   * with a 502 when nothing was sent yet, else both sides are cut; logged with
+   * its stack and counted (stats().internalErrors).
+   */
   crashed(err: unknown): void {
     const error = new WsgateError('WSG_ERR_INTERNAL', err instanceof Error ? (err.stack ?? err.message) : String(err), { cause: err });
-    this.host.connectionFailed(this, error);
-    this.exchange?.abort();
+    if ((this.state === ConnState.ReadingHead || this.state === ConnState.Proxying) && !this.socket.destroyed) {
+      try {
+        this.fail(error, this.exchange?.responseStarted ?? false);
+        return;
+      } catch {
+        // answering failed too: cut it below
+      }
+    } else {
+      this.host.connectionFailed(this, error);
+    }
+    try {
+      this.exchange?.abort();
+    } catch {
+      // the exchange's socket is destroyed with it below at the latest
+    }
+    const upstream = this.exchange?.upstream;
+    this.exchange = null;
+    upstream?.destroy();
     this.socket.destroy();
+    // A 'close' whose listener threw was not handled: forget the connection now.
+    if (this.socket.closed && this.state !== ConnState.Closed && this.state !== ConnState.Tunnel) this.closed();
   }
 
   // --- internals ---
@@ -430,12 +454,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
 }
 
 function socketOnData(this: DownstreamSocket, chunk: Buffer): void {
-  const conn = this[kConnection];
-  try {
-    conn.received(chunk);
-  } catch (err) {
-    conn.crashed(err);
-  }
+  this[kConnection].received(chunk);
 }
 function socketOnEnd(this: DownstreamSocket): void {
   this[kConnection].ended();
@@ -452,8 +471,11 @@ function socketOnClose(this: DownstreamSocket): void {
 
 // Attached once the connection starts reading; removed when a tunnel takes the socket over.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const READING_LISTENERS: ReadonlyArray<readonly [string, (this: DownstreamSocket, ...args: any[]) => void]> = [
-  ['data', socketOnData],
-  ['end', socketOnEnd],
-  ['drain', socketOnDrain],
+const READING_LISTENERS: ReadonlyArray<readonly [string, (this: DownstreamSocket, ...args: any[]) => unknown]> = [
+  ['data', guard('connection', 'data', socketOnData, ownerOfSocket)],
+  ['end', guard('connection', 'end', socketOnEnd, ownerOfSocket)],
+  ['drain', guard('connection', 'drain', socketOnDrain, ownerOfSocket)],
 ];
+// Kept from accept to close (or to the tunnel).
+const connectionOnError = guard('connection', 'error', socketOnError, ownerOfSocket);
+const connectionOnClose = guard('connection', 'close', socketOnClose, ownerOfSocket);

@@ -12,7 +12,8 @@
 import net from 'node:net';
 import { WsgateError } from './errors.js';
 import { dispatchRead, pooledReadsFor, releaseReadBuffer } from './io/read-buffers.js';
-import { initSocketFields, kOwner } from './io/socket-fields.js';
+import { guard, type Crashable } from './core/guard.js';
+import { initSocketFields, kHome, kOwner, ownerOfSocket } from './io/socket-fields.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 
 export interface UpstreamAddress {
@@ -40,22 +41,27 @@ export type UpstreamSocket = net.Socket & {
   wsgateRequests?: number;
 };
 
-/** Opens a half-close-capable, no-delay socket to `address`, owned by `owner`; errors arrive through it. */
-export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): UpstreamSocket {
+/**
+ * Opens a half-close-capable, no-delay socket to `address`, owned by `owner`;
+ * errors arrive through it. `home` answers for a listener that throws while
+ * nobody owns the socket (core/guard.ts).
+ */
+export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner, home: Crashable): UpstreamSocket {
   // What net.connect() does, with the socket class that may hold writes back (turn-writes.ts).
   const options = {
     host: address.host,
     port: address.port,
     allowHalfOpen: true,
     noDelay: true,
-    onread: pooledReadsFor(upstreamOnRead), // read-buffers.ts: no buffer per read (undefined: 'data' events)
+    onread: pooledReadsFor(upstreamOnReadGuarded), // read-buffers.ts: no buffer per read (undefined: 'data' events)
   };
   const socket = initSocketFields(new TurnWriteSocket(options) as UpstreamSocket);
   socket.connect(options);
   socket[kOwner] = owner;
+  (socket as unknown as { [kHome]: Crashable | null })[kHome] = home;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
-  if (options.onread === undefined) socket.on('data', upstreamOnData); // pooled reads off
-  socket.on('close', upstreamReleaseBuffer); // 'close' comes once: `once` would add a bound wrapper per socket
+  if (options.onread === undefined) socket.on('data', upstreamOnDataGuarded); // pooled reads off
+  socket.on('close', upstreamReleaseBufferGuarded); // 'close' comes once: `once` would add a bound wrapper per socket
   return socket;
 }
 
@@ -63,7 +69,7 @@ export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner): Up
 export function releaseUpstream(socket: UpstreamSocket): void {
   socket[kOwner] = null;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.removeListener(event, listener);
-  socket.removeListener('data', upstreamOnData);
+  socket.removeListener('data', upstreamOnDataGuarded);
 }
 
 /** Closes a socket nobody needs any more; its last error (ECONNRESET, EPIPE) concerns nobody. */
@@ -108,11 +114,7 @@ function upstreamOnData(this: UpstreamSocket, chunk: Buffer): void {
     this.destroy(); // bytes nobody waits for: the connection is out of step
     return;
   }
-  try {
-    owner.received(chunk);
-  } catch (err) {
-    owner.crashed(err);
-  }
+  owner.received(chunk);
 }
 function upstreamReleaseBuffer(this: UpstreamSocket): void {
   releaseReadBuffer(this);
@@ -131,10 +133,13 @@ function upstreamOnDrain(this: UpstreamSocket): void {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => void]> = [
-  ['connect', upstreamOnConnect],
-  ['end', upstreamOnEnd],
-  ['error', upstreamOnError],
-  ['close', upstreamOnClose],
-  ['drain', upstreamOnDrain],
+const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket, ...args: any[]) => unknown]> = [
+  ['connect', guard('upstream', 'connect', upstreamOnConnect, ownerOfSocket)],
+  ['end', guard('upstream', 'end', upstreamOnEnd, ownerOfSocket)],
+  ['error', guard('upstream', 'error', upstreamOnError, ownerOfSocket)],
+  ['close', guard('upstream', 'close', upstreamOnClose, ownerOfSocket)],
+  ['drain', guard('upstream', 'drain', upstreamOnDrain, ownerOfSocket)],
 ];
+const upstreamOnReadGuarded = guard('upstream', 'read', upstreamOnRead, ownerOfSocket) as (this: net.Socket, nread: number, buffer: Uint8Array) => boolean;
+const upstreamOnDataGuarded = guard('upstream', 'data', upstreamOnData, ownerOfSocket);
+const upstreamReleaseBufferGuarded = guard('upstream', 'release', upstreamReleaseBuffer, ownerOfSocket);

@@ -378,7 +378,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   #dial(): void {
     this.phase = ExchangePhase.Dialing;
-    this.upstream = dialUpstream(this.request.route.location.upstream, this);
+    this.upstream = dialUpstream(this.request.route.location.upstream, this, this.conn.host.pool);
     this.conn.wheel.arm(this.#timer, this.request.route.location.connectTimeoutMs);
   }
 

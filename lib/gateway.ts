@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
 import { Connection, ConnState, type ConnectionHost } from './connection.js';
-import { WsgateError } from './errors.js';
+import { ERROR_CODES, WsgateError } from './errors.js';
 import type { ParsedHead } from './head-reader.js';
 import type { LogLevel } from './log.js';
 import { describeFastPaths, fastPaths, parserUnavailable, probeFastPaths, type FastPaths } from './io/node-internals.js';
@@ -109,7 +109,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#config = resolveConfig(config);
     this.#router = new Router(this.#config);
     this.wheel = new TimerWheel({ tickMs: 100 });
-    this.pool = new UpstreamPool(this.wheel, poolOptions(this.#config));
+    this.pool = new UpstreamPool(this.wheel, poolOptions(this.#config), (err) => this.#internalError(err, {}));
     // Two descriptors per client connection (its own and its upstream's, open or to come),
     // two per tunnel, plus idle pooled upstreams, listeners and refusals still in flight.
     this.#refusals = new Refusals(
@@ -182,7 +182,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 
   #listenOne(host: string, port: number): Promise<ListenAddress> {
     // Paused: withPooledReads re-creates each socket to read into pooled buffers.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.handleSocket(withPooledReads(socket, TurnWriteSocket)));
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accepted(socket));
     server.on('error', (err) => this.#emitError(err));
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
@@ -198,6 +198,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         resolve(entry);
       });
     });
+  }
+
+  /** A new connection on one of our listeners; nothing it does may throw into the server. */
+  #accepted(socket: net.Socket): void {
+    try {
+      this.handleSocket(withPooledReads(socket, TurnWriteSocket));
+    } catch (err) {
+      this.#internalErrors++;
+      this.#log('error', `cannot set up a connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL' });
+      socket.on('error', () => {});
+      socket.destroy();
+    }
   }
 
   /** Takes a raw accepted socket (from your own net or tls server; create it with `allowHalfOpen: true`). */
@@ -244,7 +256,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       try {
         conn = new Connection(this, initSocketFields(socket), this.#config, this.#router);
       } catch (err) {
-        this.#log('error', `cannot set up a connection: ${(err as Error).message}`, { code: 'WSG_ERR_INTERNAL' });
+        this.#internalErrors++;
+        this.#log('error', `cannot set up a connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL' });
       }
     }
     if (conn === null) {
@@ -339,7 +352,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       path: conn.head?.url.slice(0, 200) ?? null,
       status: err.status,
     };
-    const level: LogLevel = err.side === 'upstream' ? 'error' : 'warn';
+    const level: LogLevel = err.side === 'upstream' || err.code === 'WSG_ERR_INTERNAL' ? 'error' : 'warn';
     this.#log(level, err.message, { code: err.code, status: err.status || undefined, remote: info.remoteAddress, method: info.method ?? undefined, path: info.path ?? undefined });
     if (this.listenerCount('connectionError') > 0) this.emit('connectionError', err, info);
   }
@@ -353,7 +366,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#connections.delete(conn);
     const location = route.location;
     conn.socket.write(responseHead, 'latin1');
-    const tunnel = new Tunnel({ downstream: conn.socket, upstream }, early, leftover, location.tunnelTimeoutMs, this.wheel, this.#onTunnelClosed);
+    const tunnel = new Tunnel({ downstream: conn.socket, upstream }, early, leftover, location.tunnelTimeoutMs, this.wheel, this.#onTunnelClosed, this.#onTunnelCrashed);
     if (tunnel.isClosed) return; // both sides were already gone; the close callback ran
     const info: TunnelInfo = { id: this.#nextTunnelId++, remoteAddress: conn.remoteAddress, path: conn.head?.url ?? '', upstream: location.upstream.url };
     this.#tunnels.set(tunnel, info);
@@ -364,6 +377,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 
   /** One callback for every tunnel: a closure per tunnel would stay for the tunnel's life. */
   readonly #onTunnelClosed = (tunnel: Tunnel, reason: TunnelCloseReason): void => this.#tunnelClosed(tunnel, reason);
+
+  /** A tunnel listener threw: the tunnel is destroyed; the bug is logged with its stack and counted. */
+  readonly #onTunnelCrashed = (tunnel: Tunnel, err: unknown): void => {
+    const info = this.#tunnels.get(tunnel);
+    this.#internalError(err, { tunnel: info?.id, remote: info?.remoteAddress });
+  };
+
+  /** A bug outside any connection's own error path: logged with its stack, counted. */
+  #internalError(err: unknown, fields: Record<string, unknown>): void {
+    this.#internalErrors++;
+    this.#log('error', `${ERROR_CODES.WSG_ERR_INTERNAL.message}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL', ...fields });
+  }
 
   #tunnelClosed(tunnel: Tunnel, reason: TunnelCloseReason): void {
     const opened = this.#tunnels.get(tunnel);

@@ -13,9 +13,10 @@ import type { TimerOwner, TimerWheel } from './timer-wheel.js';
 import { WheelTimer } from './timer-wheel.js';
 import { writeHeld } from './io/read-buffers.js';
 import { writeToSocket } from './io/handle-writes.js';
-import { kGotEnd, kTunnel } from './io/socket-fields.js';
+import { guard } from './core/guard.js';
+import { kGotEnd, kTunnel, ownerOfSocket } from './io/socket-fields.js';
 
-export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown';
+export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown' | 'internal-error';
 
 export interface TunnelEndpoints {
   readonly downstream: net.Socket;
@@ -24,6 +25,8 @@ export interface TunnelEndpoints {
 
 /** Called once, after both sockets are closed. */
 export type TunnelCloseCallback = (tunnel: Tunnel, reason: TunnelCloseReason) => void;
+/** A listener of the tunnel threw (a bug): both sides are being destroyed; log and count it. */
+export type TunnelCrashCallback = (tunnel: Tunnel, err: unknown) => void;
 
 
 type TunnelSocket = net.Socket & { [kTunnel]: Tunnel; [kGotEnd]: boolean };
@@ -41,7 +44,10 @@ export class Tunnel implements TimerOwner {
   readonly wheel: TimerWheel;
   readonly #timer: WheelTimer;
   readonly #onClose: TunnelCloseCallback;
+  readonly #onCrash: TunnelCrashCallback;
   #openSockets = 2;
+  /** Sides whose close was counted: 1 downstream, 2 upstream. */
+  #closedSides = 0;
   #reason: TunnelCloseReason | null = null;
 
   /**
@@ -55,6 +61,7 @@ export class Tunnel implements TimerOwner {
     timeoutMs: number,
     wheel: TimerWheel,
     onClose: TunnelCloseCallback,
+    onCrash: TunnelCrashCallback,
   ) {
     const downstream = endpoints.downstream as TunnelSocket;
     const upstream = endpoints.upstream as TunnelSocket;
@@ -63,6 +70,7 @@ export class Tunnel implements TimerOwner {
     this.wheel = wheel;
     this.timeoutMs = timeoutMs;
     this.#onClose = onClose;
+    this.#onCrash = onCrash;
     this.startedAt = Date.now();
     this.lastActive = 0;
     this.#timer = new WheelTimer(this);
@@ -83,21 +91,13 @@ export class Tunnel implements TimerOwner {
       writeHeld(downstream, toDownstream); // a slice of the upstream read that carried the 101
     }
 
-    downstream.on('data', downstreamOnData);
-    upstream.on('data', upstreamOnData);
-    downstream.on('drain', socketOnDrain);
-    upstream.on('drain', socketOnDrain);
-    downstream.on('end', socketOnEnd);
-    upstream.on('end', socketOnEnd);
-    downstream.on('error', downstreamOnError);
-    upstream.on('error', upstreamOnError);
-    downstream.on('close', socketOnClose);
-    upstream.on('close', socketOnClose);
+    for (const [event, listener] of DOWNSTREAM_LISTENERS) downstream.on(event, listener);
+    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.on(event, listener);
     wheel.arm(this.#timer, timeoutMs);
     this.lastActive = wheel.now;
     // Either socket may already have closed while the handshake finished.
-    if (downstream.destroyed) socketOnClose.call(downstream);
-    if (upstream.destroyed) socketOnClose.call(upstream);
+    if (downstream.destroyed) this.socketClosed(downstream);
+    if (upstream.destroyed) this.socketClosed(upstream);
     if (!downstream.destroyed) downstream.resume();
     if (!upstream.destroyed) upstream.resume();
   }
@@ -125,7 +125,24 @@ export class Tunnel implements TimerOwner {
     return socket === this.downstream ? this.upstream : this.downstream;
   }
 
+  /** A listener threw: destroy both sides (core/guard.ts); the close is still reported once. */
+  crashed(err: unknown): void {
+    this.#reason ??= 'internal-error';
+    try {
+      this.#onCrash(this, err);
+    } finally {
+      this.downstream.destroy();
+      this.upstream.destroy();
+      // A 'close' whose listener threw was not counted.
+      if (this.downstream.closed) this.socketClosed(this.downstream);
+      if (this.upstream.closed) this.socketClosed(this.upstream);
+    }
+  }
+
   socketClosed(socket: TunnelSocket): void {
+    const side = socket === this.downstream ? 1 : 2;
+    if ((this.#closedSides & side) !== 0) return;
+    this.#closedSides |= side;
     // A side that closed before both of its halves were done (error, reset,
     // destroy) takes the other with it; a side that finished cleanly leaves
     // the other to finish its own last bytes.
@@ -187,3 +204,17 @@ const upstreamOnError = downstreamOnError;
 function socketOnClose(this: TunnelSocket): void {
   this[kTunnel].socketClosed(this);
 }
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type TunnelListener = readonly [string, (this: TunnelSocket, ...args: any[]) => unknown];
+const DOWNSTREAM_LISTENERS: readonly TunnelListener[] = [
+  ['data', guard('tunnel', 'downstream-data', downstreamOnData, ownerOfSocket)],
+  ['drain', guard('tunnel', 'drain', socketOnDrain, ownerOfSocket)],
+  ['end', guard('tunnel', 'end', socketOnEnd, ownerOfSocket)],
+  ['error', guard('tunnel', 'error', downstreamOnError, ownerOfSocket)],
+  ['close', guard('tunnel', 'close', socketOnClose, ownerOfSocket)],
+];
+const UPSTREAM_LISTENERS: readonly TunnelListener[] = [
+  ['data', guard('tunnel', 'upstream-data', upstreamOnData, ownerOfSocket)],
+  ...DOWNSTREAM_LISTENERS.slice(1).map(([event, listener]): TunnelListener => [event, event === 'error' ? guard('tunnel', 'upstream-error', upstreamOnError, ownerOfSocket) : listener]),
+];

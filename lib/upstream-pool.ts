@@ -58,9 +58,18 @@ export class UpstreamPool {
   #idleCount = 0;
   #closed = false;
 
-  constructor(wheel: TimerWheel, options: UpstreamPoolOptions) {
+  readonly #onCrash: (err: unknown) => void;
+
+  /** `onCrash`: a listener of an upstream socket nobody owned threw (core/guard.ts): log and count it. */
+  constructor(wheel: TimerWheel, options: UpstreamPoolOptions, onCrash: (err: unknown) => void = () => {}) {
     this.#wheel = wheel;
     this.options = options;
+    this.#onCrash = onCrash;
+  }
+
+  /** For a socket being discarded, whose listener threw: the socket is destroyed; the bug reported. */
+  crashed(err: unknown): void {
+    this.#onCrash(err);
   }
 
   get idleCount(): number {

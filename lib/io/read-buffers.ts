@@ -26,7 +26,8 @@
 
 import net from 'node:net';
 import { fastPaths, rewrapAccepted } from './node-internals.js';
-import { initSocketFields, kHeld, kOwnBuffer, kReadBuffer } from './socket-fields.js';
+import { guard } from '../core/guard.js';
+import { initSocketFields, kHeld, kOwnBuffer, kReadBuffer, ownerOfSocket } from './socket-fields.js';
 
 const BIG_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
 const SMALL_SIZE = 1024; // a socket's first own buffer: a chat message, a small frame, most request heads
@@ -292,11 +293,15 @@ export function withPooledReads(accepted: net.Socket, SocketClass: typeof net.So
     return initSocketFields(accepted);
   }
   initSocketFields(socket);
-  socket.on('close', acceptedOnClose); // not `once`: its bound wrapper would stay for the socket's life
+  socket.on('close', acceptedOnCloseGuarded); // not `once`: its bound wrapper would stay for the socket's life
   return socket;
 }
 
-const ACCEPTED_ONREAD = { buffer: nextReadBuffer, callback: acceptedOnRead };
+const ACCEPTED_ONREAD = {
+  buffer: nextReadBuffer,
+  callback: guard('accepted', 'read', acceptedOnRead, ownerOfSocket) as (this: net.Socket, nread: number, buffer: Uint8Array) => boolean,
+};
+const acceptedOnCloseGuarded = guard('accepted', 'close', acceptedOnClose, ownerOfSocket);
 
 /** `onread` for a socket wsgate dials, or undefined when pooled reads are off (its reads become 'data' events). */
 export function pooledReadsFor(callback: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean): { buffer: () => Buffer; callback: typeof callback } | undefined {

@@ -28,6 +28,8 @@ export const kHeld = Symbol('wsgate held writes');
 export const kNeedDrain = Symbol('wsgate need drain');
 /** Writes waiting for the end of this event-loop turn (turn-writes.ts), or null. */
 export const kTurnWrites = Symbol('wsgate turn writes');
+/** Who answers for this socket's listener errors when nobody owns it (an upstream socket being discarded: its pool). */
+export const kHome = Symbol('wsgate home');
 
 interface Fields {
   [kConnection]: unknown;
@@ -39,6 +41,7 @@ interface Fields {
   [kHeld]: unknown;
   [kNeedDrain]: boolean;
   [kTurnWrites]: unknown;
+  [kHome]: unknown;
   /** Requests completed on an upstream connection (upstream-pool.ts). */
   wsgateRequests: number;
 }
@@ -55,6 +58,13 @@ export function initSocketFields<S extends net.Socket>(socket: S): S {
   fields[kHeld] = undefined;
   fields[kNeedDrain] = false;
   fields[kTurnWrites] = null;
+  fields[kHome] = null;
   fields.wsgateRequests = 0;
   return socket;
+}
+
+/** Whoever answers for this socket's listener errors (core/guard.ts): its tunnel, connection, or upstream owner. */
+export function ownerOfSocket(socket: net.Socket): { crashed(err: unknown): void } | null {
+  const fields = socket as net.Socket & Partial<Fields>;
+  return (fields[kTunnel] ?? fields[kConnection] ?? fields[kOwner] ?? fields[kHome] ?? null) as { crashed(err: unknown): void } | null;
 }

@@ -2,6 +2,7 @@
 // exists, relaying one route to one upstream port with one worker:
 //   direct       no proxy (the floor)
 //   wsgate       this project's CLI (on the Node binary given)
+//   wsgate-off   the same with every fast path off (WSGATE_FAST_PATHS=off): the public-API fallbacks
 //   nginx        stock nginx, WebSocket-ready config
 //   nginx-64k    the same with 64k proxy buffers
 //   haproxy      HAProxy in http mode
@@ -15,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-node20', 'nginx', 'nginx-64k', 'haproxy', 'node-naive'] as const;
+export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'nginx', 'nginx-64k', 'haproxy', 'node-naive'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
 
 export interface RunningPeer {
@@ -53,9 +54,9 @@ export function which(cmd: string): string | null {
 }
 
 /** Runs `argv` pinned to `cpu` (when taskset exists). */
-export function pinned(cpu: number, argv: string[], options: { stdio?: 'ignore' | 'pipe' } = {}): ChildProcess {
+export function pinned(cpu: number, argv: string[], options: { stdio?: 'ignore' | 'pipe'; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   const [cmd, ...args] = hasTaskset ? ['taskset', '-c', String(cpu), ...argv] : argv;
-  return spawn(cmd, args, { stdio: ['ignore', options.stdio ?? 'ignore', 'pipe'] });
+  return spawn(cmd, args, { stdio: ['ignore', options.stdio ?? 'ignore', 'pipe'], env: options.env ?? process.env });
 }
 
 export async function freePort(): Promise<number> {
@@ -161,9 +162,11 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
   const route = `/=http://127.0.0.1:${options.upstreamPort}`;
   switch (name) {
     case 'wsgate':
+    case 'wsgate-off':
     case 'wsgate-node20': {
-      const node = name === 'wsgate' ? options.node : options.node20;
-      child = pinned(0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, '--listen', `127.0.0.1:${port}`, '--route', route, '--log-level', 'error']);
+      const node = name === 'wsgate-node20' ? options.node20 : options.node;
+      const env = name === 'wsgate-off' ? { ...process.env, WSGATE_FAST_PATHS: 'off' } : { ...process.env, WSGATE_FAST_PATHS: '' };
+      child = pinned(0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, '--listen', `127.0.0.1:${port}`, '--route', route, '--log-level', 'error'], { env });
       break;
     }
     case 'node-naive':

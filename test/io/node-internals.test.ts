@@ -5,7 +5,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -160,4 +160,21 @@ t.test('a Node without a usable HTTP parser: the CLI exits 1 with one line namin
   const lines = run.stderr.trim().split('\n');
   t.equal(lines.length, 1, `one line: ${run.stderr}`);
   t.match(lines[0], new RegExp(`^wsgate: cannot run on Node ${process.version.replace(/\./g, '\\.')}: its HTTP parser .*No such built-in module`));
+});
+
+t.test('no file in lib/ but io/node-internals.ts touches an underscore field, an internal module or class', async (t) => {
+  const lib = fileURLToPath(new URL('../../lib/', import.meta.url));
+  const files = readdirSync(lib, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts') && f !== join('io', 'node-internals.ts'));
+  t.ok(files.length > 20, `${files.length} files checked`);
+  // An underscore member access (`._handle`, `['_final']`), Node's internal modules and bindings, its write request class.
+  const internal = /\.\s*_[a-z]\w*|\[\s*['"]_[a-z]\w*['"]\s*\]|_http_common|_http_server|internalBinding|process\.binding|\bWriteWrap\b|\bHTTPParser\b|\bkOn(?:Headers|Body|MessageComplete|MessageBegin|Execute)\b/;
+  const offenders: string[] = [];
+  for (const file of files) {
+    const lines = readFileSync(join(lib, file), 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      const code = line.replace(/\/\/.*$/, '').replace(/^\s*\*.*$/, ''); // comments may name them
+      if (internal.test(code)) offenders.push(`lib/${file}:${i + 1}: ${line.trim()}`);
+    });
+  }
+  t.same(offenders, [], 'only lib/io/node-internals.ts reaches below the public API');
 });

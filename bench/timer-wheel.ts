@@ -7,7 +7,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { TimerWheel, WheelTimer, type TimerOwner } from '../lib/timer-wheel.js';
+import { TimerWheel, WheelTimer, type TimerOwner } from '../lib/core/timer-wheel.js';
 
 const HOUR = 3_600_000;
 

@@ -6,9 +6,9 @@ import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import type { GatewayConfig } from './config.js';
-import { ConfigError } from './errors.js';
+import { ConfigError } from './core/errors.js';
 import { createGateway, type Gateway } from './gateway.js';
-import { createStreamLogger, LOG_LEVELS, type LogLevel } from './log.js';
+import { createStreamLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
 import { parserUnavailable } from './io/node-internals.js';
 
 interface CliArgs {

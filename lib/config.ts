@@ -5,10 +5,10 @@
 // Times are in seconds (as nginx and the CLI flags give them); fractions are
 // allowed. A timeout of 0 disables it.
 
-import { ConfigError } from './errors.js';
-import { describeBadValueChar, isFieldValue, isTargetText, isToken } from './field-syntax.js';
-import type { Logger } from './log.js';
-import { DEFAULT_TRUSTED_PROXIES, TrustedProxies, parseTrustedProxy } from './trusted-proxies.js';
+import { ConfigError } from './core/errors.js';
+import { describeBadValueChar, isFieldValue, isTargetText, isToken } from './http/field-syntax.js';
+import type { Logger } from './core/log.js';
+import { DEFAULT_TRUSTED_PROXIES, TrustedProxies, parseTrustedProxy } from './http/trusted-proxies.js';
 
 export interface LocationConfig {
   /** `/prefix/` (longest prefix wins) or `= /exact` (exact match, checked first). */

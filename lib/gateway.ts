@@ -6,19 +6,19 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
-import { Connection, ConnState, type ConnectionHost } from './connection.js';
-import { ERROR_CODES, WsgateError } from './errors.js';
-import type { ParsedHead } from './head-reader.js';
-import type { LogLevel } from './log.js';
+import { Connection, ConnState, type ConnectionHost } from './proxy/connection.js';
+import { ERROR_CODES, WsgateError } from './core/errors.js';
+import type { ParsedHead } from './http/head-reader.js';
+import type { LogLevel } from './core/log.js';
 import { describeFastPaths, fastPaths, parserUnavailable, probeFastPaths, type FastPaths } from './io/node-internals.js';
 import { withPooledReads } from './io/read-buffers.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 import { initSocketFields } from './io/socket-fields.js';
-import { Refusals } from './refusals.js';
-import { Router, type RouteMatch } from './router.js';
-import { TimerWheel } from './timer-wheel.js';
-import { Tunnel, type TunnelCloseReason } from './tunnel.js';
-import { UpstreamPool, type UpstreamPoolOptions } from './upstream-pool.js';
+import { Refusals } from './limits/refusals.js';
+import { Router, type RouteMatch } from './http/router.js';
+import { TimerWheel } from './core/timer-wheel.js';
+import { Tunnel, type TunnelCloseReason } from './tunnel/tunnel.js';
+import { UpstreamPool, type UpstreamPoolOptions } from './upstream/pool.js';
 
 export interface ListenAddress {
   readonly host: string;

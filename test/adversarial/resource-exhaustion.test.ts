@@ -405,7 +405,7 @@ t.test('slow read in a tunnel: a client flooding an upstream that stopped readin
 // waiting connections itself without telling node (`uv__emfile_trick`): before
 // issue #6 the turned-away clients got a bare FIN and the gateway logged nothing.
 // Now it refuses them with a 503 while it still has descriptors to do so
-// (lib/descriptor-limit.ts), logs that once a second, and every client it did
+// (lib/limits/descriptor-limit.ts), logs that once a second, and every client it did
 // admit can still dial its upstream.
 t.test('EMFILE: under ulimit -n 64 each of 100 clients past the limit is served or gets 503 with Connection: close, refusals are logged once a second, and the gateway recovers', async (t) => {
   const upstream = await answeringUpstream(t, (head, socket) => {

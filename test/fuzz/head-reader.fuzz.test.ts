@@ -1,4 +1,4 @@
-// Property-based fuzzing of lib/head-reader.ts on its own (issue #6 "Fuzzing"):
+// Property-based fuzzing of lib/http/head-reader.ts on its own (issue #6 "Fuzzing"):
 // random valid requests split at random offsets, and mutated ones (CRLF
 // placement, TE/CL values, chunk lines, control bytes, targets, methods,
 // versions). Oracles: the generating model, node's llhttp driven directly,
@@ -6,8 +6,8 @@
 // Fixed seed here; `npm run fuzz` runs the same properties much longer.
 import assert from 'node:assert/strict';
 import t from 'tap';
-import { BodyMode, HeadKind, HeadReader, type ParsedHead } from '../../lib/head-reader.js';
-import { WsgateError } from '../../lib/errors.js';
+import { BodyMode, HeadKind, HeadReader, type ParsedHead } from '../../lib/http/head-reader.js';
+import { WsgateError } from '../../lib/core/errors.js';
 import { cutsArb, fc, fuzzParams, hitsKnownBug, llhttpParse, modelKeepsAlive, modelMsg, mutatedArb, rfcParse, serialize, splitAt, validRequestArb, type Msg } from '../helpers/fuzz.js';
 
 const MAX_HEADERS = 12;

@@ -5,7 +5,7 @@
 // either answered 4xx (404 by route, 502 for the dead location) or forwarded
 // meaning the same (method, normalised target, fields modulo the documented
 // rewrite, body bytes); bytes the proxy did not accept never reach the upstream.
-import { maxForwards } from '../../lib/admission.js';
+import { maxForwards } from '../../lib/http/admission.js';
 import t from 'tap';
 import net from 'node:net';
 import { writeSync } from 'node:fs';

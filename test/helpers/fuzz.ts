@@ -3,7 +3,7 @@
 // smuggling lives (CRLF placement, Transfer-Encoding and Content-Length values,
 // chunk lines, control bytes in fields, request-targets, methods, versions),
 // random splits, and three oracles that share no code with lib/:
-//   - `llhttpParse`: node's HTTPParser driven directly (not lib/head-reader.ts);
+//   - `llhttpParse`: node's HTTPParser driven directly (not lib/http/head-reader.ts);
 //   - `rfcParse`: a small strict RFC 9112 parser written here from the grammar;
 //   - `referenceTarget`: RFC 3986 §5.2.4 dot-segment removal + unreserved decoding.
 // FUZZ_SEED and FUZZ_RUNS (env) replace the fixed seed and the short run counts
@@ -612,7 +612,7 @@ const UNRESERVED = /[A-Za-z0-9\-._~]/;
  * the other escapes), §5.2.4 (remove dot segments), with repeated slashes
  * merged (nginx `merge_slashes`), the fragment dropped (RFC 9112 §3.2.1) and
  * null for what climbs above `/`, a malformed escape, `%00` or a backslash.
- * Written from the RFC, not from lib/normalize-path.ts.
+ * Written from the RFC, not from lib/http/normalize-path.ts.
  */
 export function referenceTarget(target: string): { path: string; query: string } | null {
   const hash = target.indexOf('#');

@@ -2,7 +2,7 @@
 // when the rest of the process is measured.
 import t from 'tap';
 import { readdirSync } from 'node:fs';
-import { DescriptorLimit, countOpenDescriptors, readDescriptorLimit, type DescriptorHolder } from '../lib/descriptor-limit.js';
+import { DescriptorLimit, countOpenDescriptors, readDescriptorLimit, type DescriptorHolder } from '../../lib/limits/descriptor-limit.js';
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
 Max processes             63432                63432                processes

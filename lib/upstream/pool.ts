@@ -7,7 +7,7 @@
 // cleanly is ever given back (exchange.ts decides).
 
 import { discardUpstream, kOwner, type UpstreamOwner, type UpstreamSocket } from './dialer.js';
-import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
+import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
 
 export interface UpstreamPoolOptions {
   /** Idle connections kept per upstream address; 0 disables pooling. */

@@ -3,8 +3,8 @@
 // It keeps what arrives for it until the exchange can take it: body pieces,
 // and after an upgrade head the raw bytes behind it, held until the 101.
 
-import { findHeader, type ParsedHead } from './head-reader.js';
-import { retainRead } from './io/read-buffers.js';
+import { findHeader, type ParsedHead } from '../http/head-reader.js';
+import { retainRead } from '../io/read-buffers.js';
 
 // Bytes held behind an upgrade head before reading pauses. A paused node
 // socket reads up to its highWaterMark the same way, so a reset or FIN while

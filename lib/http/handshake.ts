@@ -6,8 +6,8 @@
 // "websocket-smuggle", 2019) where a proxy trusts a refused upgrade.
 
 import { hash } from 'node:crypto';
-import { WsgateError } from './errors.js';
-import type { ResolvedLocation } from './config.js';
+import { WsgateError } from '../core/errors.js';
+import type { ResolvedLocation } from '../config.js';
 import { connectionTokens, upgradeListsWebSocket } from './headers.js';
 import { countHeader, findHeader, type ParsedHead } from './head-reader.js';
 

@@ -9,12 +9,12 @@
 // Idle detection stamps a number per chunk; the timer wheel asks later.
 
 import type net from 'node:net';
-import type { TimerOwner, TimerWheel } from './timer-wheel.js';
-import { WheelTimer } from './timer-wheel.js';
-import { writeHeld } from './io/read-buffers.js';
-import { writeToSocket } from './io/handle-writes.js';
-import { guard } from './core/guard.js';
-import { kGotEnd, kTunnel, ownerOfSocket } from './io/socket-fields.js';
+import type { TimerOwner, TimerWheel } from '../core/timer-wheel.js';
+import { WheelTimer } from '../core/timer-wheel.js';
+import { writeHeld } from '../io/read-buffers.js';
+import { writeToSocket } from '../io/handle-writes.js';
+import { guard } from '../core/guard.js';
+import { kGotEnd, kTunnel, ownerOfSocket } from '../io/socket-fields.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown' | 'internal-error';
 

@@ -12,18 +12,18 @@
 // caller: every failure becomes an answer (or a cut connection) and a log line.
 
 import type net from 'node:net';
-import type { ResolvedConfig } from './config.js';
-import { LocalAnswer, admitRequest } from './admission.js';
-import { WsgateError } from './errors.js';
-import { Exchange, ExchangePhase } from './exchange.js';
-import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
+import type { ResolvedConfig } from '../config.js';
+import { LocalAnswer, admitRequest } from '../http/admission.js';
+import { WsgateError } from '../core/errors.js';
+import { Exchange, ExchangePhase, type ExchangeContext, type ExchangeOwner } from './exchange.js';
+import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
 import { PendingRequest } from './pending-request.js';
-import { guard } from './core/guard.js';
-import { kConnection, ownerOfSocket } from './io/socket-fields.js';
-import { errorResponse } from './responses.js';
-import type { RouteMatch, Router } from './router.js';
-import { WheelTimer, type TimerOwner, type TimerWheel } from './timer-wheel.js';
-import type { UpstreamPool } from './upstream-pool.js';
+import { guard } from '../core/guard.js';
+import { kConnection, ownerOfSocket } from '../io/socket-fields.js';
+import { errorResponse } from '../core/responses.js';
+import type { RouteMatch, Router } from '../http/router.js';
+import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
+import type { UpstreamPool } from '../upstream/pool.js';
 
 export const ConnState = {
   ReadingHead: 0,
@@ -52,7 +52,7 @@ const LINGER_MS = 5000;
 
 type DownstreamSocket = net.Socket & { [kConnection]: Connection };
 
-export class Connection implements TimerOwner, HeadReaderHandler {
+export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner {
   readonly host: ConnectionHost;
   readonly socket: DownstreamSocket;
   /** Config and routes as they were when this connection arrived; a reload does not touch it. */
@@ -69,6 +69,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
   exchange: Exchange | null = null;
   requestsServed = 0;
   #reader: HeadReader | null;
+  readonly #context: ExchangeContext;
   #timer: WheelTimer;
   /** Requests read and not yet answered; [0] is the one the exchange serves. */
   #queue: PendingRequest[] = [];
@@ -90,6 +91,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
     this.remoteAddress = socket.remoteAddress ?? '';
     this.peerTrusted = config.trustedProxies.contains(this.remoteAddress);
     this.proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+    this.#context = { pool: host.pool, wheel: host.wheel, config };
     this.#reader = new HeadReader(HeadKind.Request, this, config.maxHeadSize, config.maxHeaders);
     this.#timer = new WheelTimer(this);
     this.socket[kConnection] = this;
@@ -426,7 +428,7 @@ export class Connection implements TimerOwner, HeadReaderHandler {
       this.#linger();
       return;
     }
-    const exchange = new Exchange(this, admitted);
+    const exchange = new Exchange(this, this.#context, admitted);
     this.exchange = exchange;
     if (admitted.webSocket) {
       exchange.start();

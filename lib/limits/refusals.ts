@@ -5,10 +5,10 @@
 
 import type net from 'node:net';
 import { DescriptorLimit, type DescriptorHolder } from './descriptor-limit.js';
-import type { WsgateError } from './errors.js';
-import type { LogLevel } from './log.js';
-import { errorResponse } from './responses.js';
-import { WheelTimer, type TimerWheel } from './timer-wheel.js';
+import type { WsgateError } from '../core/errors.js';
+import type { LogLevel } from '../core/log.js';
+import { errorResponse } from '../core/responses.js';
+import { WheelTimer, type TimerWheel } from '../core/timer-wheel.js';
 
 // How long a refused client may take to read its 503 before it is closed.
 const REFUSAL_GRACE_MS = 1000;

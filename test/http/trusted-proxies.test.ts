@@ -1,9 +1,9 @@
 // The trusted-proxy list: which peers' forwarding fields are believed, and how
 // the real client is read from a trusted X-Forwarded-For chain.
 import t from 'tap';
-import { ConfigError, createGateway } from '../lib/index.js';
-import { TrustedProxies } from '../lib/trusted-proxies.js';
-import { answeringUpstream, rawExchange, startGateway, waitFor } from './helpers/net.js';
+import { ConfigError, createGateway } from '../../lib/index.js';
+import { TrustedProxies } from '../../lib/http/trusted-proxies.js';
+import { answeringUpstream, rawExchange, startGateway, waitFor } from '../helpers/net.js';
 
 t.test('addresses and CIDRs of both families, IPv4-mapped peers included', async (t) => {
   const trusted = new TrustedProxies(['10.0.0.0/8', '192.168.1.7', '2001:db8::/32', '::1']);

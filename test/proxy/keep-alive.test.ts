@@ -6,7 +6,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { Agent, request as undiciRequest } from 'undici';
 import WebSocket from 'ws';
-import { answeringUpstream, completeResponses, rawClient, rawExchange, rawUpstream, startGateway, waitFor, wsEcho } from './helpers/net.js';
+import { answeringUpstream, completeResponses, rawClient, rawExchange, rawUpstream, startGateway, waitFor, wsEcho } from '../helpers/net.js';
 
 function named(name: string) {
   return `HTTP/1.1 200 OK\r\nContent-Length: ${name.length}\r\n\r\n${name}`;

@@ -10,18 +10,21 @@
 // connections from the pool; a connection goes back only after a clean,
 // complete exchange. WebSocket handshakes always get a fresh connection.
 
-import { LAST_CHUNK, pushBody, responseFraming, writeBody, type Framing } from './body-framing.js';
-import type { ExchangeRequest } from './admission.js';
-import type { Connection } from './connection.js';
-import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from './dialer.js';
-import { WsgateError } from './errors.js';
-import { checkSwitchingProtocols } from './handshake.js';
-import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from './head-reader.js';
-import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from './headers.js';
-import { WheelTimer, type TimerOwner } from './timer-wheel.js';
-import { retainRead } from './io/read-buffers.js';
-import { writePieces, writeToSocket } from './io/handle-writes.js';
-import { writeAtTurnEnd } from './io/turn-writes.js';
+import { LAST_CHUNK, pushBody, responseFraming, writeBody, type Framing } from '../http/body-framing.js';
+import type { ExchangeRequest } from '../http/admission.js';
+import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from '../upstream/dialer.js';
+import { WsgateError } from '../core/errors.js';
+import { checkSwitchingProtocols } from '../http/handshake.js';
+import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
+import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from '../http/headers.js';
+import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
+import type { ResolvedConfig } from '../config.js';
+import type { RouteMatch } from '../http/router.js';
+import type { UpstreamPool } from '../upstream/pool.js';
+import type net from 'node:net';
+import { retainRead } from '../io/read-buffers.js';
+import { writePieces, writeToSocket } from '../io/handle-writes.js';
+import { writeAtTurnEnd } from '../io/turn-writes.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -37,9 +40,44 @@ const MAX_RESPONSE_HEAD = 64 * 1024;
 // they can be replayed on a fresh connection when a pooled one turns out dead.
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
+/**
+ * What an exchange reports to: the client connection it serves
+ * (connection.ts implements it). Narrow on purpose: the pool, the wheel and
+ * the config are handed in (ExchangeContext), not reached through it.
+ */
+export interface ExchangeOwner {
+  /** The client (downstream) socket. */
+  readonly socket: net.Socket;
+  readonly remoteAddress: string;
+  /** The peer is a trusted proxy: its X-Forwarded-* fields are believed. */
+  readonly peerTrusted: boolean;
+  readonly proto: 'http' | 'https';
+  /** The upstream cannot take more request body now. */
+  pauseReading(): void;
+  /** It can again. */
+  resumeReading(): void;
+  /** May the connection stay open after this response? Asked when its head is written. */
+  mayKeepAlive(): boolean;
+  /** The exchange finished: cleanly (`err` null) or with an error to answer or cut. */
+  exchangeDone(exchange: Exchange, err: WsgateError | null, keepAlive: boolean): void;
+  /** A valid 101: the client socket and `upstream` become a tunnel; `responseHead` is the 101 for the client. */
+  startTunnel(route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null): void;
+  crashed(err: unknown): void;
+}
+
+/** What an exchange works with, shared by every exchange of a connection. */
+export interface ExchangeContext {
+  readonly pool: UpstreamPool;
+  readonly wheel: TimerWheel;
+  readonly config: ResolvedConfig;
+}
+
 export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
-  readonly conn: Connection;
+  readonly conn: ExchangeOwner;
   readonly request: ExchangeRequest;
+  readonly #pool: UpstreamPool;
+  readonly #wheel: TimerWheel;
+  readonly #config: ResolvedConfig;
   upstream: UpstreamSocket | null = null;
   phase: ExchangePhase = ExchangePhase.Dialing;
   /** Some response byte reached the client: an error can no longer be answered, only cut. */
@@ -75,9 +113,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   #gathered: Array<string | Buffer> | null = null;
   readonly #pieces: Array<string | Buffer> = [];
 
-  constructor(conn: Connection, request: ExchangeRequest) {
+  constructor(conn: ExchangeOwner, context: ExchangeContext, request: ExchangeRequest) {
     this.conn = conn;
     this.request = request;
+    this.#pool = context.pool;
+    this.#wheel = context.wheel;
+    this.#config = context.config;
     this.#key = request.route.location.upstream.key;
     this.#timer = new WheelTimer(this);
   }
@@ -87,7 +128,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     // A handshake has no body (admission refused one): once its head is written
     // the upstream owes the answer, so silence is a readTimeout (504).
     if (this.request.webSocket) this.#requestEnded = true;
-    const pooled = this.request.webSocket ? null : this.conn.host.pool.acquire(this.#key);
+    const pooled = this.request.webSocket ? null : this.#pool.acquire(this.#key);
     if (pooled !== null) {
       this.#reused = true;
       pooled[kOwner] = this;
@@ -105,7 +146,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       return;
     }
     if (this.phase === ExchangePhase.Done || this.request.webSocket) return;
-    this.#lastActive = this.conn.wheel.now;
+    this.#lastActive = this.#wheel.now;
     if (!writeBody(this.upstream!, chunk, this.request.chunked)) this.conn.pauseReading();
   }
 
@@ -120,7 +161,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   /** The client's socket drained: resume reading the upstream response. */
   downstreamDrained(): void {
     this.#waitingOnDownstream = false;
-    this.#lastActive = this.conn.wheel.now;
+    this.#lastActive = this.#wheel.now;
     if (this.upstream !== null && !this.upstream.destroyed) this.upstream.resume();
   }
 
@@ -164,7 +205,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     const { request } = this;
     const location = request.route.location;
     this.#reader?.release();
-    this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, this.conn.config.maxHeaders * 2);
+    this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, this.#config.maxHeaders * 2);
     const head = buildUpstreamRequestHead(request.head, {
       target: request.route.upstreamTarget!,
       location,
@@ -172,12 +213,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       clientHost: request.clientHost,
       connection: request.connection,
       remoteAddress: this.conn.remoteAddress,
-      trustedPeer: this.conn.peerTrusted ? this.conn.config.trustedProxies : null,
+      trustedPeer: this.conn.peerTrusted ? this.#config.trustedProxies : null,
       proto: this.conn.proto,
       webSocket: request.webSocket,
       contentLength: request.contentLength,
       transferCodings: request.transferCodings,
-      keepAlive: this.conn.host.pool.options.maxIdle > 0,
+      keepAlive: this.#pool.options.maxIdle > 0,
     });
     // The head and the body read so far leave in one writev.
     const pieces: Array<string | Buffer> = [head];
@@ -189,8 +230,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     this.#queued = [];
     if (!writeAtTurnEnd(this.upstream!, pieces)) writePieces(this.upstream!, pieces);
-    this.#lastActive = this.conn.wheel.now;
-    this.conn.wheel.arm(this.#timer, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
+    this.#lastActive = this.#wheel.now;
+    this.#wheel.arm(this.#timer, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
     if (!request.webSocket && !this.#requestEnded) this.conn.resumeReading();
   }
 
@@ -200,7 +241,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       return;
     }
     this.#anyResponseByte = true;
-    this.#lastActive = this.conn.wheel.now;
+    this.#lastActive = this.#wheel.now;
     if (this.#rawRemaining > 0) {
       this.#relayRaw(chunk);
       if (this.#responseComplete) this.#complete();
@@ -273,7 +314,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   }
 
   upstreamDrained(): void {
-    this.#lastActive = this.conn.wheel.now;
+    this.#lastActive = this.#wheel.now;
     if (!this.#requestEnded) this.conn.resumeReading();
   }
 
@@ -294,7 +335,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     if (status === 101) {
       // RFC 9110 §15.2.2: a server may only switch to a protocol the client asked for.
       if (!request.webSocket) throw new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', '101 to a request that did not ask to upgrade');
-      const bad = checkSwitchingProtocols(request.head, head, this.conn.config.checkWebSocketAccept);
+      const bad = checkSwitchingProtocols(request.head, head, this.#config.checkWebSocketAccept);
       if (bad) throw bad;
       this.#switching = true;
       return BodyMode.Parse;
@@ -378,8 +419,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   #dial(): void {
     this.phase = ExchangePhase.Dialing;
-    this.upstream = dialUpstream(this.request.route.location.upstream, this, this.conn.host.pool);
-    this.conn.wheel.arm(this.#timer, this.request.route.location.connectTimeoutMs);
+    this.upstream = dialUpstream(this.request.route.location.upstream, this, this.#pool);
+    this.#wheel.arm(this.#timer, this.request.route.location.connectTimeoutMs);
   }
 
   /**
@@ -410,7 +451,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       this.#requestEnded && !this.#unsolicited && this.#framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
     this.#finish();
     upstream[kOwner] = null;
-    if (reusable) this.conn.host.pool.release(this.#key, upstream);
+    if (reusable) this.#pool.release(this.#key, upstream);
     else discardUpstream(upstream);
     this.conn.exchangeDone(this, null, this.#keepAlive);
   }
@@ -427,7 +468,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   #finish(): void {
     this.phase = ExchangePhase.Done;
-    this.conn.wheel.cancel(this.#timer);
+    this.#wheel.cancel(this.#timer);
     this.#reader?.release();
     this.#queued = [];
   }

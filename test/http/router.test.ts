@@ -1,6 +1,6 @@
 import t from 'tap';
-import { resolveConfig } from '../lib/config.js';
-import { Router, hostName } from '../lib/router.js';
+import { resolveConfig } from '../../lib/config.js';
+import { Router, hostName } from '../../lib/http/router.js';
 
 const router = new Router(
   resolveConfig({

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { normalizeTarget } from '../lib/normalize-path.js';
+import { normalizeTarget } from '../../lib/http/normalize-path.js';
 
 t.test('normalises what routing and the upstream see', async (t) => {
   const cases: Array<[string, string | null, string?]> = [

@@ -14,7 +14,7 @@ import {
   waitFor,
   writeUntilBlocked,
   wsEcho,
-} from './helpers/net.js';
+} from '../helpers/net.js';
 
 async function echoThroughGateway(t: Test, wsOptions = {}, gwExtra = {}) {
   const echo = await wsEcho(t, wsOptions);

@@ -3,9 +3,9 @@
 // its own (RFC 9110 §7.6.1), then adds the forwarding fields nginx users set by
 // hand (X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP).
 
-import type { ResolvedLocation } from './config.js';
+import type { ResolvedLocation } from '../config.js';
 import type { ParsedHead } from './head-reader.js';
-import { reasonPhrase } from './responses.js';
+import { reasonPhrase } from '../core/responses.js';
 import type { TrustedProxies } from './trusted-proxies.js';
 
 // Always hop-by-hop, whether or not Connection names them (RFC 9110 §7.6.1).

@@ -5,7 +5,7 @@
 // Either an ExchangeRequest to proxy or the typed error to answer.
 
 import { normalizeTransferCodings } from './body-framing.js';
-import { WsgateError } from './errors.js';
+import { WsgateError } from '../core/errors.js';
 import { checkUpgradeRequest, originAllowed } from './handshake.js';
 import { findHeader, type ParsedHead } from './head-reader.js';
 import { asksForWebSocket, scanRequestHeaders } from './headers.js';

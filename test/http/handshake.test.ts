@@ -2,7 +2,7 @@
 // (0ang3el/websocket-smuggle 2019; HAProxy websocket.vtc; RFC 6455 §4.1).
 import t from 'tap';
 import { once } from 'node:events';
-import { acceptFor, checkUpgradeRequest } from '../lib/handshake.js';
+import { acceptFor, checkUpgradeRequest } from '../../lib/http/handshake.js';
 import {
   WS_ACCEPT,
   WS_KEY,
@@ -14,7 +14,7 @@ import {
   switchingProtocols,
   upgradeRequest,
   waitFor,
-} from './helpers/net.js';
+} from '../helpers/net.js';
 
 t.test('acceptFor computes the RFC 6455 §1.3 example', async (t) => {
   t.equal(acceptFor(WS_KEY), WS_ACCEPT);

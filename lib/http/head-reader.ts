@@ -4,8 +4,8 @@
 // Bytes may arrive split at any offset; `execute` takes each chunk as it comes.
 // Parsers are pooled like node's `parsers` FreeList.
 
-import { WsgateError, type ErrorCode } from './errors.js';
-import { initializeParser, methodName, newParser, parserSlots, type NativeParser, type ParserSlots } from './io/node-internals.js';
+import { WsgateError, type ErrorCode } from '../core/errors.js';
+import { initializeParser, methodName, newParser, parserSlots, type NativeParser, type ParserSlots } from '../io/node-internals.js';
 
 export const HeadKind = {
   Request: 0,

@@ -10,11 +10,11 @@
 // only opens the socket and says what a failed connect means.
 
 import net from 'node:net';
-import { WsgateError } from './errors.js';
-import { dispatchRead, pooledReadsFor, releaseReadBuffer } from './io/read-buffers.js';
-import { guard, type Crashable } from './core/guard.js';
-import { initSocketFields, kHome, kOwner, ownerOfSocket } from './io/socket-fields.js';
-import { TurnWriteSocket } from './io/turn-writes.js';
+import { WsgateError } from '../core/errors.js';
+import { dispatchRead, pooledReadsFor, releaseReadBuffer } from '../io/read-buffers.js';
+import { guard, type Crashable } from '../core/guard.js';
+import { initSocketFields, kHome, kOwner, ownerOfSocket } from '../io/socket-fields.js';
+import { TurnWriteSocket } from '../io/turn-writes.js';
 
 export interface UpstreamAddress {
   readonly host: string;

@@ -6,7 +6,7 @@
 import type net from 'node:net';
 import { findHeader, type ParsedHead } from './head-reader.js';
 import type { DownstreamResponseOptions } from './headers.js';
-import { writeHeld } from './io/read-buffers.js';
+import { writeHeld } from '../io/read-buffers.js';
 
 export type Framing = DownstreamResponseOptions['framing'];
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { TimerWheel, WheelTimer, type TimerOwner } from '../lib/timer-wheel.js';
+import { TimerWheel, WheelTimer, type TimerOwner } from '../../lib/core/timer-wheel.js';
 
 function manualWheel(options: { tickMs?: number; slots?: number } = {}) {
   let now = 1_000_000;

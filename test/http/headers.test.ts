@@ -1,7 +1,7 @@
-// Header rewriting (lib/headers.ts): Connection tokens and the fields a
+// Header rewriting (lib/http/headers.ts): Connection tokens and the fields a
 // proxy must drop (RFC 9110 §7.6.1), checked on the functions themselves.
 import t from 'tap';
-import { connectionTokens, scanRequestHeaders } from '../lib/headers.js';
+import { connectionTokens, scanRequestHeaders } from '../../lib/http/headers.js';
 
 t.test('Connection tokens: common values are read without splitting, and never shared by mistake', async (t) => {
   t.same([...connectionTokens(['Connection', 'close'])], ['close']);

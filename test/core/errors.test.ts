@@ -1,11 +1,11 @@
-// The README's error table, the codes in lib/errors.ts and the prebuilt
+// The README's error table, the codes in lib/core/errors.ts and the prebuilt
 // answers stay in sync (fastify test/internals/errors.test.js does the same).
 import t from 'tap';
 import { readFileSync } from 'node:fs';
-import { ERROR_CODES, WsgateError, ConfigError } from '../lib/errors.js';
-import { errorResponse } from '../lib/responses.js';
+import { ERROR_CODES, WsgateError, ConfigError } from '../../lib/core/errors.js';
+import { errorResponse } from '../../lib/core/responses.js';
 
-const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 const table = readme.slice(readme.indexOf('## Errors'), readme.indexOf('## How it works'));
 const rows = [...table.matchAll(/^\| `(WSG_ERR_[A-Z_]+)` \| (\d+) \| (\w+) \|/gm)].map((m) => ({ code: m[1], status: Number(m[2]), side: m[3] }));
 

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { Readable } from 'node:stream';
 import { request as undiciRequest, Agent } from 'undici';
-import { answeringUpstream, httpUpstream, rawClient, rawExchange, randomBytes, sha256, startGateway, waitFor } from './helpers/net.js';
+import { answeringUpstream, httpUpstream, rawClient, rawExchange, randomBytes, sha256, startGateway, waitFor } from '../helpers/net.js';
 
 type Tap = { teardown(fn: () => unknown): void };
 

@@ -5,7 +5,7 @@
 // matched prefix is replaced by it (`/ws/` -> `http://b/` maps `/ws/chat` to
 // `/chat`); without one the (normalised) path passes unchanged.
 
-import type { ResolvedConfig, ResolvedLocation, ResolvedServer } from './config.js';
+import type { ResolvedConfig, ResolvedLocation, ResolvedServer } from '../config.js';
 import { normalizeTarget } from './normalize-path.js';
 
 export interface RouteMatch {

@@ -41,6 +41,9 @@ t.test('stats() reports the fast paths; the gateway logs them in one line at sta
   t.equal(lines.filter((l) => l.includes('fast paths on Node')).length, 1, 'one line');
 });
 
+/** These tests are about what the probe decides: it runs even in the suite's fast-paths-off pass. */
+const PROBE_RUNS = { WSGATE_FAST_PATHS: '' };
+
 interface Run {
   code: number | null;
   stdout: string;
@@ -109,7 +112,7 @@ t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the r
   const echo = await wsEcho(t);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
-  const run = await runCli(args, {}, ['--require', preload], async (port) => {
+  const run = await runCli(args, PROBE_RUNS, ['--require', preload], async (port) => {
     // _final is what end() calls: a Node without it cannot half-close; only check the start-up verdict and a tunnel.
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/`);
     await once(ws, 'open');
@@ -135,7 +138,7 @@ t.test('a Node whose handle writes misbehave: the probe turns them off instead o
     ].join('\n'),
   );
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
-  const run = await runCli(['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], {}, ['--require', preload], async (port) => {
+  const run = await runCli(['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], PROBE_RUNS, ['--require', preload], async (port) => {
     const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
     if (!res.text.endsWith('page')) throw new Error(`bad answer ${res.text}`);
   });

@@ -33,6 +33,32 @@ export const ConnState = {
   Closed: 4,
 } as const;
 export type ConnState = (typeof ConnState)[keyof typeof ConnState];
+const STATE_NAMES = ['READING_HEAD', 'PROXYING', 'TUNNEL', 'LINGERING', 'CLOSED'] as const;
+
+/**
+ * The changes `#enter` allows. TUNNEL and CLOSED are terminal for this object
+ * (a tunnel owns the socket from then on); a connection that failed answers
+ * and lingers, or is cut and closed.
+ */
+const TRANSITIONS: Readonly<Record<ConnState, readonly ConnState[]>> = {
+  [ConnState.ReadingHead]: [ConnState.Proxying, ConnState.Lingering, ConnState.Closed],
+  [ConnState.Proxying]: [ConnState.ReadingHead, ConnState.Tunnel, ConnState.Lingering, ConnState.Closed],
+  [ConnState.Tunnel]: [],
+  [ConnState.Lingering]: [ConnState.Closed],
+  [ConnState.Closed]: [],
+};
+
+/** What the connection's one timer stands for, named when it is armed (never worked out at expiry). */
+export const ConnTimeout = {
+  None: 0,
+  /** A request head is being read (or the first is awaited from accept): 408 when it fires (headTimeout). */
+  Head: 1,
+  /** Idle between requests on a keep-alive connection: closed quietly (keepAliveTimeout). */
+  KeepAlive: 2,
+  /** Reading and discarding after the last response, before closing (nginx lingering_timeout). */
+  Linger: 3,
+} as const;
+export type ConnTimeout = (typeof ConnTimeout)[keyof typeof ConnTimeout];
 
 /** What a connection needs from its gateway (gateway.ts implements it). */
 export interface ConnectionHost {
@@ -75,8 +101,8 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   #queue: PendingRequest[] = [];
   /** The request llhttp is delivering the body of, or null between messages. */
   #parsing: PendingRequest | null = null;
-  /** Bytes of a new head have arrived (the head timeout runs). */
-  #headStarted = false;
+  /** The timeout the timer is armed for. */
+  #timeout: ConnTimeout = ConnTimeout.None;
   /** A parse error behind a request still being answered: reported when its turn comes. */
   #deferredError: WsgateError | null = null;
   /** The client sent FIN: answer what was asked, then close. */
@@ -102,8 +128,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   /** Starts reading heads from the socket (accepted connections). */
   start(): void {
     this.#listen();
-    this.#headStarted = true; // the first head's clock starts at accept
-    this.wheel.arm(this.#timer, this.config.headTimeoutMs);
+    this.#arm(ConnTimeout.Head); // the first head's clock starts at accept
   }
 
   /** Starts from a head node's http server already parsed (`handleUpgrade`). */
@@ -132,10 +157,8 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
       if (last?.tail && last.hold(chunk)) this.socket.pause();
       return;
     }
-    if (this.state === ConnState.ReadingHead && !this.#headStarted) {
-      this.#headStarted = true;
-      this.wheel.arm(this.#timer, this.config.headTimeoutMs);
-    }
+    // The first bytes of a head after an idle keep-alive wait: the head's clock starts.
+    if (this.state === ConnState.ReadingHead && this.#timeout === ConnTimeout.KeepAlive) this.#arm(ConnTimeout.Head);
     let rest: Buffer | null = chunk;
     while (rest !== null) {
       const reader = this.#reader;
@@ -204,8 +227,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   closed(): void {
     if (this.state === ConnState.Tunnel || this.state === ConnState.Closed) return;
-    this.state = ConnState.Closed;
-    this.wheel.cancel(this.#timer);
+    this.#enter(ConnState.Closed);
     this.#reader?.release();
     this.#reader = null;
     this.exchange?.abort();
@@ -219,15 +241,16 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   }
 
   onTimerExpired(): number {
-    if (this.state === ConnState.ReadingHead) {
-      // Bytes of a head came (or this is the connection's first request): 408.
-      if (this.#headStarted) {
+    const fired = this.#timeout;
+    this.#timeout = ConnTimeout.None;
+    switch (fired) {
+      case ConnTimeout.Head:
         this.fail(new WsgateError('WSG_ERR_HEAD_TIMEOUT', `no complete head after ${this.config.headTimeoutMs} ms`));
-      } else {
-        this.socket.destroy(); // an idle keep-alive connection just closes
-      }
-    } else if (this.state === ConnState.Lingering) {
-      this.socket.destroy();
+        break;
+      case ConnTimeout.KeepAlive: // an idle keep-alive connection just closes
+      case ConnTimeout.Linger:
+        this.socket.destroy();
+        break;
     }
     return 0;
   }
@@ -305,16 +328,13 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
       this.#linger();
       return;
     }
-    this.state = ConnState.ReadingHead;
-    this.#headStarted = false;
-    this.wheel.arm(this.#timer, this.config.keepAliveTimeoutMs);
+    this.#enter(ConnState.ReadingHead, ConnTimeout.KeepAlive);
     if (this.#queue.length > 0 || this.#deferredError !== null) this.#next();
     else if (this.#reader !== null) this.socket.resume();
   }
 
   startTunnel(route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null): void {
-    this.state = ConnState.Tunnel;
-    this.wheel.cancel(this.#timer);
+    this.#enter(ConnState.Tunnel);
     const socket = this.socket;
     for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
     socket.removeListener('error', connectionOnError);
@@ -383,6 +403,26 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   // --- internals ---
 
+  /** The one place the state changes: checked against TRANSITIONS, with the timeout the new state runs. */
+  #enter(next: ConnState, timeout: ConnTimeout = ConnTimeout.None): void {
+    if (!TRANSITIONS[this.state].includes(next)) {
+      throw new WsgateError('WSG_ERR_INTERNAL', `connection state ${STATE_NAMES[this.state]} -> ${STATE_NAMES[next]} is not allowed`);
+    }
+    this.state = next;
+    this.#arm(timeout);
+  }
+
+  /** Arms the timer for `kind` (None cancels it). */
+  #arm(kind: ConnTimeout): void {
+    this.#timeout = kind;
+    if (kind === ConnTimeout.None) {
+      this.wheel.cancel(this.#timer);
+      return;
+    }
+    const ms = kind === ConnTimeout.Head ? this.config.headTimeoutMs : kind === ConnTimeout.KeepAlive ? this.config.keepAliveTimeoutMs : LINGER_MS;
+    this.wheel.arm(this.#timer, ms);
+  }
+
   #parseFailed(err: WsgateError): void {
     // Stop parsing: whatever follows a malformed message cannot be framed.
     this.#reader?.release();
@@ -409,9 +449,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
       if (this.#deferredError !== null) this.fail(this.#deferredError);
       return;
     }
-    this.state = ConnState.Proxying;
-    this.wheel.cancel(this.#timer);
-    this.#headStarted = false;
+    this.#enter(ConnState.Proxying);
     this.head = pending.head;
     this.#dispatch(pending);
   }
@@ -444,14 +482,13 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   #linger(): void {
     if (this.state === ConnState.Lingering || this.state === ConnState.Closed) return;
-    this.state = ConnState.Lingering;
+    this.#enter(ConnState.Lingering, ConnTimeout.Linger);
     this.#reader?.release();
     this.#reader = null;
     this.#queue = [];
     const socket = this.socket;
     socket.end();
     socket.resume();
-    this.wheel.arm(this.#timer, LINGER_MS);
   }
 }
 

@@ -15,7 +15,7 @@ import type net from 'node:net';
 import type { ResolvedConfig } from '../config.js';
 import { LocalAnswer, admitRequest } from '../http/admission.js';
 import { WsgateError } from '../core/errors.js';
-import { Exchange, ExchangePhase, type ExchangeContext, type ExchangeOwner } from './exchange.js';
+import { Exchange, type ExchangeContext, type ExchangeOwner } from './exchange.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
 import { PendingRequest } from './pending-request.js';
 import { guard } from '../core/guard.js';
@@ -237,7 +237,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   }
 
   drained(): void {
-    if (this.exchange !== null && this.exchange.phase !== ExchangePhase.Done) this.exchange.downstreamDrained();
+    if (this.exchange !== null && !this.exchange.isOver) this.exchange.downstreamDrained();
   }
 
   onTimerExpired(): number {

@@ -30,9 +30,37 @@ export const ExchangePhase = {
   Dialing: 0,
   AwaitingResponse: 1,
   RelayingBody: 2,
+  /** Terminal: the response was relayed whole, or the 101 handed both sockets to a tunnel. */
   Done: 3,
+  /** Terminal: an error ended it (answered or cut by the connection), or the client went away. */
+  Failed: 4,
 } as const;
 export type ExchangePhase = (typeof ExchangePhase)[keyof typeof ExchangePhase];
+const PHASE_NAMES = ['DIALING', 'AWAITING_RESPONSE', 'RELAYING_BODY', 'DONE', 'FAILED'] as const;
+
+/** The changes `#enter` allows (a dead pooled connection is replayed once: AWAITING_RESPONSE -> DIALING). */
+const TRANSITIONS: Readonly<Record<ExchangePhase, readonly ExchangePhase[]>> = {
+  [ExchangePhase.Dialing]: [ExchangePhase.AwaitingResponse, ExchangePhase.Failed],
+  [ExchangePhase.AwaitingResponse]: [ExchangePhase.Dialing, ExchangePhase.RelayingBody, ExchangePhase.Done, ExchangePhase.Failed],
+  [ExchangePhase.RelayingBody]: [ExchangePhase.Done, ExchangePhase.Failed],
+  [ExchangePhase.Done]: [],
+  [ExchangePhase.Failed]: [],
+};
+
+/** What the exchange's timer stands for, named when it is armed. */
+export const ExchangeTimeout = {
+  None: 0,
+  /** The upstream connect (connectTimeout, 504). */
+  Connect: 1,
+  /**
+   * The exchange's progress: the client's turn while it owes request body or
+   * cannot take response bytes (sendTimeout, cut), the upstream's otherwise
+   * (readTimeout, 504). The turn can change without re-arming, so it is read
+   * when the timer fires (`#clientsTurn`).
+   */
+  Progress: 2,
+} as const;
+export type ExchangeTimeout = (typeof ExchangeTimeout)[keyof typeof ExchangeTimeout];
 
 // Largest response head wsgate accepts from an upstream (bigger: 502).
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -80,6 +108,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   readonly #config: ResolvedConfig;
   upstream: UpstreamSocket | null = null;
   phase: ExchangePhase = ExchangePhase.Dialing;
+  #timeout: ExchangeTimeout = ExchangeTimeout.None;
   /** Some response byte reached the client: an error can no longer be answered, only cut. */
   responseStarted = false;
   readonly #key: string;
@@ -145,7 +174,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       this.#queued.push(retainRead(chunk));
       return;
     }
-    if (this.phase === ExchangePhase.Done || this.request.webSocket) return;
+    if (this.isOver || this.request.webSocket) return;
     this.#lastActive = this.#wheel.now;
     if (!writeBody(this.upstream!, chunk, this.request.chunked)) this.conn.pauseReading();
   }
@@ -153,7 +182,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   /** The client's request message is complete. */
   endBody(): void {
     this.#requestEnded = true;
-    if (this.phase !== ExchangePhase.Dialing && this.phase !== ExchangePhase.Done && this.request.chunked) {
+    if (this.phase !== ExchangePhase.Dialing && !this.isOver && this.request.chunked) {
       this.upstream!.write(LAST_CHUNK);
     }
   }
@@ -167,8 +196,8 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   /** The client went away or the gateway is shutting down: drop the upstream side. */
   abort(): void {
-    if (this.phase === ExchangePhase.Done) return;
-    this.#finish();
+    if (this.isOver) return;
+    this.#finish(ExchangePhase.Failed);
     if (this.upstream !== null) discardUpstream(this.upstream);
   }
 
@@ -176,16 +205,19 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.conn.crashed(err);
   }
 
+  /** The exchange is over (DONE or FAILED). */
+  get isOver(): boolean {
+    return this.phase >= ExchangePhase.Done;
+  }
+
   onTimerExpired(now: number): number {
-    if (this.phase === ExchangePhase.Done) return 0;
+    if (this.isOver) return 0;
     const location = this.request.route.location;
-    if (this.phase === ExchangePhase.Dialing) {
+    if (this.#timeout === ExchangeTimeout.Connect) {
       this.#fail(new WsgateError('WSG_ERR_UPSTREAM_CONNECT_TIMEOUT', `${location.upstream.host}:${location.upstream.port}`));
       return 0;
     }
-    // Whose turn is it? The client's while it owes request body or cannot take
-    // response bytes (proxy_send_timeout); the upstream's otherwise (proxy_read_timeout).
-    const clientsTurn = this.#waitingOnDownstream || (!this.#requestEnded && !this.#anyResponseByte);
+    const clientsTurn = this.#clientsTurn();
     const limit = clientsTurn ? location.sendTimeoutMs : location.readTimeoutMs;
     if (limit <= 0) return now + 1000; // disabled: look again later (the wait may change sides)
     const deadline = this.#lastActive + limit;
@@ -201,7 +233,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   // --- upstream socket events (through the named listeners below) ---
 
   connected(): void {
-    this.phase = ExchangePhase.AwaitingResponse;
+    this.#enter(ExchangePhase.AwaitingResponse);
     const { request } = this;
     const location = request.route.location;
     this.#reader?.release();
@@ -231,12 +263,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.#queued = [];
     if (!writeAtTurnEnd(this.upstream!, pieces)) writePieces(this.upstream!, pieces);
     this.#lastActive = this.#wheel.now;
-    this.#wheel.arm(this.#timer, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
+    this.#arm(ExchangeTimeout.Progress, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
     if (!request.webSocket && !this.#requestEnded) this.conn.resumeReading();
   }
 
   received(chunk: Buffer): void {
-    if (this.phase === ExchangePhase.Done) {
+    if (this.isOver) {
       this.#unsolicited = true;
       return;
     }
@@ -285,7 +317,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   }
 
   upstreamEnded(): void {
-    if (this.phase === ExchangePhase.Done) return;
+    if (this.isOver) return;
     if (this.#mayRetry()) return;
     if (this.#rawRemaining < 0) {
       try {
@@ -306,7 +338,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   }
 
   upstreamFailed(err: NodeJS.ErrnoException): void {
-    if (this.phase === ExchangePhase.Done) return;
+    if (this.isOver) return;
     if (this.phase === ExchangePhase.Dialing) this.#fail(connectError(err, this.request.route.location.upstream));
     else if (this.#mayRetry()) return;
     else if (this.responseStarted) this.#fail(new WsgateError('WSG_ERR_UPSTREAM_ABORTED', err.code ?? err.message, { cause: err }));
@@ -352,7 +384,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     // HTTP on this connection: its bytes after the head were not parsed.
     // `request.connection` is wsgate's own reading of Connection (OWS-trimmed), which may see a `close` llhttp did not.
     this.#keepAlive = framing !== 'close' && !request.webSocket && !request.connection.has('close') && this.conn.mayKeepAlive();
-    this.phase = ExchangePhase.RelayingBody;
+    this.#enter(ExchangePhase.RelayingBody);
     this.responseStarted = true;
     this.#toDownstream(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }));
     if (framing === 'none') return BodyMode.None;
@@ -417,10 +449,28 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
   }
 
+  /** Whose turn: the client's while it owes request body or cannot take response bytes (proxy_send_timeout); else the upstream's (proxy_read_timeout). */
+  #clientsTurn(): boolean {
+    return this.#waitingOnDownstream || (!this.#requestEnded && !this.#anyResponseByte);
+  }
+
+  /** The one place the phase changes: checked against TRANSITIONS. */
+  #enter(next: ExchangePhase): void {
+    if (!TRANSITIONS[this.phase].includes(next)) {
+      throw new WsgateError('WSG_ERR_INTERNAL', `exchange phase ${PHASE_NAMES[this.phase]} -> ${PHASE_NAMES[next]} is not allowed`);
+    }
+    this.phase = next;
+  }
+
+  #arm(kind: ExchangeTimeout, ms: number): void {
+    this.#timeout = kind;
+    this.#wheel.arm(this.#timer, ms);
+  }
+
   #dial(): void {
-    this.phase = ExchangePhase.Dialing;
+    if (this.phase !== ExchangePhase.Dialing) this.#enter(ExchangePhase.Dialing); // a replay after a dead pooled connection
     this.upstream = dialUpstream(this.request.route.location.upstream, this, this.#pool);
-    this.#wheel.arm(this.#timer, this.request.route.location.connectTimeoutMs);
+    this.#arm(ExchangeTimeout.Connect, this.request.route.location.connectTimeoutMs);
   }
 
   /**
@@ -466,16 +516,18 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.conn.startTunnel(this.request.route, upstream, responseHead, leftover);
   }
 
-  #finish(): void {
-    this.phase = ExchangePhase.Done;
+  /** Ends the exchange in a terminal phase: DONE, or FAILED. */
+  #finish(terminal: ExchangePhase = ExchangePhase.Done): void {
+    this.#enter(terminal);
+    this.#timeout = ExchangeTimeout.None;
     this.#wheel.cancel(this.#timer);
     this.#reader?.release();
     this.#queued = [];
   }
 
   #fail(err: unknown): void {
-    if (this.phase === ExchangePhase.Done) return;
-    this.#finish();
+    if (this.isOver) return;
+    this.#finish(ExchangePhase.Failed);
     if (this.upstream !== null) discardUpstream(this.upstream);
     const error = err instanceof WsgateError ? err : new WsgateError('WSG_ERR_UPSTREAM_BAD_RESPONSE', String(err), { cause: err });
     this.conn.exchangeDone(this, error, false);

@@ -328,6 +328,7 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
   serverInputs.forEach((server, i) => {
     const field = i < (input.servers?.length ?? 0) ? `servers[${i}]` : 'routes';
     if (server === null || typeof server !== 'object') fail(field, 'must be an object');
+    if (server.names !== undefined && !Array.isArray(server.names)) fail(`${field}.names`, 'must be an array of host names');
     const names = (server.names ?? []).map((name, j) => {
       // Checked before lower-casing too: U+212A (Kelvin sign) lower-cases to an ASCII k.
       const lower = typeof name === 'string' && isTargetText(name) ? name.toLowerCase() : '';
@@ -352,6 +353,7 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
   if (defaultCount > 1) fail('servers', 'more than one server is marked default');
   if (defaultCount === 0) servers[0] = { ...servers[0], isDefault: true };
 
+  if (input.listen !== undefined && !Array.isArray(input.listen)) fail('listen', 'must be an array of "host:port" strings or ports');
   const listen = (input.listen ?? []).map((spec, i) => parseListen(spec, `listen[${i}]`));
   if (input.checkWebSocketAccept !== undefined && typeof input.checkWebSocketAccept !== 'boolean') {
     fail('checkWebSocketAccept', 'must be a boolean');

@@ -45,8 +45,10 @@ class IdleEntry implements TimerOwner, UpstreamOwner {
     this.pool.discard(this);
   }
   upstreamDrained(): void {}
-  crashed(): void {
+  /** A listener of this idle socket threw (core/guard.ts): the socket goes, the bug is reported. */
+  crashed(err: unknown): void {
     this.pool.discard(this);
+    this.pool.crashed(err);
   }
 }
 

@@ -47,7 +47,7 @@ interface Scenario {
 
 const args = yargs(hideBin(process.argv))
   .option('quick', { type: 'boolean', default: false, describe: 'smoke run: short, one repetition (< 60 s)' })
-  .option('only', { type: 'string', describe: 'run one scenario' })
+  .option('only', { type: 'string', describe: 'run these scenarios (comma-separated)' })
   .option('peers', { type: 'string', describe: `comma-separated peers (default all: ${PEER_NAMES.join(',')}; quick: direct,wsgate,nginx)` })
   .option('json', { type: 'string', describe: 'write results as JSON to FILE' })
   .option('runs', { type: 'number', describe: 'repetitions per scenario (default 3, quick 1)' })

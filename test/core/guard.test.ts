@@ -160,7 +160,18 @@ async function workload(port: number): Promise<void> {
   steps.push(
     (async () => {
       const s = await client(port, upgradeRequest('/ws/echo'));
-      await new Promise((r) => setTimeout(r, 100));
+      // Reset only once the tunnel is up (the 101 arrived), however slow the machine.
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 3000);
+        s.once('data', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        s.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
       if (!s.destroyed) s.resetAndDestroy();
     })(),
   );

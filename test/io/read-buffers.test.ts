@@ -5,7 +5,8 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { dispatchRead, nextReadBuffer, readBufferStats, retainRead, writeHeld } from '../../lib/io/read-buffers.js';
+import { readBufferStats, retainRead, writeHeld } from '../../lib/io/read-buffers.js';
+import { oneReadEach, pooledReader } from '../helpers/pooled-reads.js';
 import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
 /** Reads in short bursts, so writes towards this socket queue up in the proxy. */
@@ -146,38 +147,7 @@ t.test('tunnels with backpressure both ways: every byte echoed intact; read buff
   t.ok(created <= 64, `${created} read buffers created`);
 });
 
-/** A server that sends `messages` one at a time, each after the last was written, so that each is its own read. */
-async function oneReadEach(t: { teardown(fn: () => unknown): void }, messages: Buffer[]): Promise<number> {
-  const server = net.createServer((socket) => {
-    let i = 0;
-    const next = () => (i < messages.length ? socket.write(messages[i++], () => setTimeout(next, 5)) : socket.end());
-    next();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.close());
-  return (server.address() as net.AddressInfo).port;
-}
 
-/** A client reading with pooled buffers (as wsgate's sockets do); `onChunk` sees each read; `buffersUsed` the buffers read into. */
-function pooledReader(port: number, onChunk: (chunk: Buffer) => void): { source: net.Socket; buffersUsed: Set<Uint8Array>; reads: Array<{ buffer: Uint8Array; nread: number }> } {
-  const buffersUsed = new Set<Uint8Array>();
-  const reads: Array<{ buffer: Uint8Array; nread: number }> = [];
-  const source = net.connect({
-    port,
-    host: '127.0.0.1',
-    onread: {
-      buffer: nextReadBuffer,
-      callback(this: net.Socket, nread: number, buffer: Uint8Array) {
-        buffersUsed.add(buffer);
-        reads.push({ buffer, nread });
-        dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => onChunk(chunk));
-        return true;
-      },
-    },
-  });
-  return { source, buffersUsed, reads };
-}
 
 /** A connected socket to write to, and what its far end received. */
 async function sinkSocket(t: { teardown(fn: () => unknown): void }): Promise<{ dest: net.Socket; sinkGot: Buffer[] }> {

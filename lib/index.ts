@@ -18,5 +18,6 @@ export type { Logger, LogLevel } from './core/log.js';
 export { TimerWheel, WheelTimer } from './core/timer-wheel.js';
 export type { TimerOwner, TimerWheelOptions } from './core/timer-wheel.js';
 export type { TunnelCloseReason } from './tunnel/tunnel.js';
-export { fastPaths, probeFastPaths } from './io/node-internals.js';
+export { fastPaths } from './io/node-internals.js';
+export { probeFastPaths } from './io/probe.js';
 export type { FastPaths, WriteContract } from './io/node-internals.js';

@@ -303,9 +303,20 @@ const ACCEPTED_ONREAD = {
 };
 const acceptedOnCloseGuarded = guard('accepted', 'close', acceptedOnClose, ownerOfSocket);
 
-/** `onread` for a socket wsgate dials, or undefined when pooled reads are off (its reads become 'data' events). */
-export function pooledReadsFor(callback: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean): { buffer: () => Buffer; callback: typeof callback } | undefined {
-  return fastPaths().pooledReads ? { buffer: nextReadBuffer, callback } : undefined;
+/**
+ * A new socket of `SocketClass` for wsgate to dial: with pooled reads on, it
+ * reads into pooled buffers and hands each read to `onRead` (Node then emits
+ * no 'data'); with them off it reads as usual, into 'data' events. `pooled`
+ * says which.
+ */
+export function newDialSocket<S extends net.Socket>(
+  SocketClass: new (options: net.SocketConstructorOpts) => S,
+  options: net.SocketConstructorOpts,
+  onRead: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean,
+): { socket: S; pooled: boolean } {
+  const pooled = fastPaths().pooledReads;
+  const socket = new SocketClass(pooled ? ({ ...options, onread: { buffer: nextReadBuffer, callback: onRead } } as net.SocketConstructorOpts) : options);
+  return { socket, pooled };
 }
 
 /** Pool figures, for tests and benchmarks. */

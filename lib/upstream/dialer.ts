@@ -11,7 +11,7 @@
 
 import net from 'node:net';
 import { WsgateError } from '../core/errors.js';
-import { dispatchRead, pooledReadsFor, releaseReadBuffer } from '../io/read-buffers.js';
+import { dispatchRead, newDialSocket, releaseReadBuffer } from '../io/read-buffers.js';
 import { guard, type Crashable } from '../core/guard.js';
 import { initSocketFields, kHome, kOwner, ownerOfSocket } from '../io/socket-fields.js';
 import { TurnWriteSocket } from '../io/turn-writes.js';
@@ -48,19 +48,15 @@ export type UpstreamSocket = net.Socket & {
  */
 export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner, home: Crashable): UpstreamSocket {
   // What net.connect() does, with the socket class that may hold writes back (turn-writes.ts).
-  const options = {
-    host: address.host,
-    port: address.port,
-    allowHalfOpen: true,
-    noDelay: true,
-    onread: pooledReadsFor(upstreamOnReadGuarded), // read-buffers.ts: no buffer per read (undefined: 'data' events)
-  };
-  const socket = initSocketFields(new TurnWriteSocket(options) as UpstreamSocket);
+  const options = { host: address.host, port: address.port, allowHalfOpen: true, noDelay: true };
+  // read-buffers.ts: reads into pooled buffers (no buffer per read) when they are on, else 'data' events.
+  const { socket: created, pooled } = newDialSocket(TurnWriteSocket, options, upstreamOnReadGuarded);
+  const socket = initSocketFields(created as UpstreamSocket);
   socket.connect(options);
   socket[kOwner] = owner;
   (socket as unknown as { [kHome]: Crashable | null })[kHome] = home;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event, listener);
-  if (options.onread === undefined) socket.on('data', upstreamOnDataGuarded); // pooled reads off
+  if (!pooled) socket.on('data', upstreamOnDataGuarded);
   socket.on('close', upstreamReleaseBufferGuarded); // 'close' comes once: `once` would add a bound wrapper per socket
   return socket;
 }
@@ -88,7 +84,7 @@ export function connectError(err: NodeJS.ErrnoException, address: UpstreamAddres
 function upstreamOnConnect(this: UpstreamSocket): void {
   this[kOwner]?.connected();
 }
-// With `onread` Node emits no 'data': reads arrive here, for the owner, or as
+// With pooled reads Node emits no 'data': reads arrive here, for the owner, or as
 // 'data' for a tunnel that took the socket over.
 function upstreamOnRead(this: net.Socket, nread: number, buffer: Uint8Array): boolean {
   dispatchRead(this as UpstreamSocket, nread, buffer as Buffer, upstreamDispatch);

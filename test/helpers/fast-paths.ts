@@ -2,7 +2,8 @@
 // (lib/io/node-internals.ts), as a table per Node line: tests that depend on a
 // fast path skip when the probe (or WSGATE_FAST_PATHS=off) turned it off, and
 // test/io/node-internals.test.ts checks the probe against this table.
-import { fastPathsForcedOff, probeFastPaths, type FastPaths, type WriteContract } from '../../lib/io/node-internals.js';
+import { fastPathsForcedOff, type FastPaths, type WriteContract } from '../../lib/io/node-internals.js';
+import { probeFastPaths } from '../../lib/io/probe.js';
 
 /** The handle-write contract each supported Node line uses (Node changed it in 24.22). */
 export function expectedWriteContract(version: string = process.versions.node): WriteContract {

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { createGateway } from '../../lib/index.js';
-import { describeFastPaths, fastPaths } from '../../lib/io/node-internals.js';
+import { fastPaths } from '../../lib/io/node-internals.js';
+import { describeFastPaths } from '../../lib/io/probe.js';
 import { expectedFastPaths, expectedWriteContract, probedFastPaths } from '../helpers/fast-paths.js';
 import { spawnCli } from '../helpers/faults.js';
 import { answeringUpstream, rawExchange, wsEcho, type Teardown } from '../helpers/net.js';
@@ -39,6 +40,13 @@ t.test('stats() reports the fast paths; the gateway logs them in one line at sta
   t.same(gw.stats().fastPaths, expectedFastPaths());
   t.equal(lines.filter((l) => l.includes('fast paths on Node')).length, 1, 'one line');
 });
+
+/** A `--require` script that changes Node before wsgate loads: how these tests play a Node that differs. */
+function preloadScript(name: string, lines: string[]): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'wsgate-probe-')), name);
+  writeFileSync(file, [...lines, ''].join('\n'));
+  return file;
+}
 
 /** These tests are about what the probe decides: it runs even in the suite's fast-paths-off pass. */
 const PROBE_RUNS = { WSGATE_FAST_PATHS: '' };
@@ -97,9 +105,7 @@ t.test('WSGATE_FAST_PATHS=off: every fallback, and the CLI still proxies both wa
 });
 
 t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the rest still proxies', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsgate-probe-'));
-  const preload = join(dir, 'no-final.cjs');
-  writeFileSync(preload, "const net = require('node:net'); delete net.Socket.prototype._final; net.Socket.prototype._final = undefined;\n");
+  const preload = preloadScript('no-final.cjs', ["const net = require('node:net'); delete net.Socket.prototype._final; net.Socket.prototype._final = undefined;"]);
   const echo = await wsEcho(t);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
@@ -113,21 +119,15 @@ t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the r
 });
 
 t.test('a Node whose handle writes misbehave: the probe turns them off instead of throwing', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsgate-probe-'));
-  const preload = join(dir, 'odd-writes.cjs');
   // A handle whose writeBuffer lies about the queue: the probe's pending write never waits.
-  writeFileSync(
-    preload,
-    [
-      "const net = require('node:net');",
-      'const connect = net.Socket.prototype.connect;',
-      'net.Socket.prototype.connect = function (...args) {',
-      "  this.once('connect', () => { if (this._handle) Object.defineProperty(this._handle, 'writeQueueSize', { get: () => 0 }); });",
-      '  return connect.apply(this, args);',
-      '};',
-      '',
-    ].join('\n'),
-  );
+  const preload = preloadScript('odd-writes.cjs', [
+    "const net = require('node:net');",
+    'const connect = net.Socket.prototype.connect;',
+    'net.Socket.prototype.connect = function (...args) {',
+    "  this.once('connect', () => { if (this._handle) Object.defineProperty(this._handle, 'writeQueueSize', { get: () => 0 }); });",
+    '  return connect.apply(this, args);',
+    '};',
+  ]);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const run = await runCli(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], PROBE_RUNS, ['--require', preload], async (port) => {
     const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -138,17 +138,11 @@ t.test('a Node whose handle writes misbehave: the probe turns them off instead o
 });
 
 t.test('a Node without a usable HTTP parser: the CLI exits 1 with one line naming the Node version', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'wsgate-probe-'));
-  const preload = join(dir, 'no-parser.cjs');
-  writeFileSync(
-    preload,
-    [
-      "const Module = require('node:module');",
-      'const load = Module._load;',
-      "Module._load = function (request, ...rest) { if (request === '_http_common') throw new Error('No such built-in module: _http_common'); return load.call(this, request, ...rest); };",
-      '',
-    ].join('\n'),
-  );
+  const preload = preloadScript('no-parser.cjs', [
+    "const Module = require('node:module');",
+    'const load = Module._load;',
+    "Module._load = function (request, ...rest) { if (request === '_http_common') throw new Error('No such built-in module: _http_common'); return load.call(this, request, ...rest); };",
+  ]);
   const run = await runCli(t, ['--listen', '127.0.0.1:0', '--route', '/=http://127.0.0.1:9'], {}, ['--require', preload], async () => {});
   t.equal(run.code, 1);
   const lines = run.stderr.trim().split('\n');

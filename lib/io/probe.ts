@@ -1,0 +1,344 @@
+// The start-up probe: runs each fast path of node-internals.ts once on a
+// loopback socket pair (a write taken at once, a write left pending, a
+// writev, re-wrapped pooled reads, the Writable hooks, the parser), checks
+// every byte at the peer, and turns on those that work on this Node. It never
+// throws: an exception, a surprise or a timeout turns that path off. All
+// contact with Node internals goes through node-internals.ts.
+
+import net from 'node:net';
+import {
+  FAST_PATHS_OFF,
+  applyFastPaths,
+  fastPathReasons,
+  fastPaths,
+  fastPathsForcedOff,
+  initializeParser,
+  methodName,
+  newParser,
+  parserLoadError,
+  parserSlots,
+  probeHandle,
+  rewrapHandle,
+  socketClassWithWriteHook,
+  watchWriteContract,
+  withWriteContract,
+  writeHooksExist,
+  writeToHandle,
+  type FastPaths,
+  type OnRead,
+  type PendingWrite,
+  type StreamHandle,
+  type WriteContract,
+} from './node-internals.js';
+
+export interface ProbeResult {
+  readonly paths: FastPaths;
+  /** Why each path that is off is off. */
+  readonly reasons: Readonly<Record<string, string>>;
+}
+
+let probing: Promise<ProbeResult> | null = null;
+
+/**
+ * Runs each fast path once on loopback sockets and turns on those that work
+ * on this Node (once per process; later calls share the answer). Never throws:
+ * an exception, a surprise or a timeout turns that path off.
+ */
+export function probeFastPaths(): Promise<ProbeResult> {
+  if (fastPathsForcedOff()) {
+    const result = { paths: FAST_PATHS_OFF, reasons: { all: 'WSGATE_FAST_PATHS=off' } };
+    applyFastPaths(result.paths, result.reasons);
+    return Promise.resolve(result);
+  }
+  probing ??= runProbe().catch((err: unknown) => ({ paths: FAST_PATHS_OFF, reasons: { all: `probe failed: ${describe(err)}` } }));
+  return probing.then((result) => {
+    applyFastPaths(result.paths, result.reasons);
+    return result;
+  });
+}
+
+/** One line for the start-up log: which paths are on. */
+export function describeFastPaths(): string {
+  const p = fastPaths();
+  const off = Object.entries(fastPathReasons()).map(([k, v]) => `${k}: ${v}`);
+  return `fast paths on Node ${process.version}: handle writes ${p.handleWrites}, pooled reads ${p.pooledReads ? 'on' : 'off'}, turn writes ${p.turnWrites ? 'on' : 'off'}${off.length > 0 ? ` (${off.join('; ')})` : ''}`;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const PROBE_TIMEOUT_MS = 3000;
+
+interface Pair {
+  readonly server: net.Server;
+  /** The accepted side (paused, never read from by Node: pauseOnConnect). */
+  readonly accepted: net.Socket;
+  /** The dialed side. */
+  readonly dialed: net.Socket;
+}
+
+async function runProbe(): Promise<ProbeResult> {
+  const found: Record<string, string> = {};
+  const parserError = probeParser();
+  if (parserError !== null) found.parser = parserError;
+
+  let handleWrites: WriteContract = 'off';
+  try {
+    handleWrites = await withTimeout(probeHandleWrites(), 'handle writes');
+  } catch (err) {
+    found.handleWrites = describe(err);
+  }
+  let pooledReads = false;
+  try {
+    pooledReads = await withTimeout(probeReads(), 'pooled reads');
+  } catch (err) {
+    found.pooledReads = describe(err);
+  }
+  let turnWrites = false;
+  if (handleWrites === 'off') {
+    found.turnWrites = 'needs handle writes';
+  } else {
+    try {
+      turnWrites = await withTimeout(probeWriteHooks(), 'turn writes');
+    } catch (err) {
+      found.turnWrites = describe(err);
+    }
+  }
+  return { paths: Object.freeze({ handleWrites, pooledReads, turnWrites }), reasons: found };
+}
+
+function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+    timer.unref();
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** A request and a response through the parser as head-reader.ts drives it; null when it works. */
+function probeParser(): string | null {
+  const loadError = parserLoadError();
+  if (loadError !== null) return loadError;
+  try {
+    const slots = parserSlots();
+    const seen: unknown[] = [];
+    const parser = newParser();
+    parser[slots.onMessageBegin] = null;
+    parser[slots.onHeaders] = () => {};
+    parser[slots.onHeadersComplete] = (major: number, minor: number, headers: string[], method: number, url: string, status: number) => {
+      seen.push(major, minor, headers.join('|'), method === undefined ? status : methodName(method), url ?? '');
+      return 0;
+    };
+    parser[slots.onBody] = () => {};
+    parser[slots.onMessageComplete] = () => seen.push('end');
+    initializeParser(parser, true, 16384);
+    parser.execute(Buffer.from('GET /p HTTP/1.1\r\nHost: a\r\n\r\n'));
+    initializeParser(parser, false, 16384);
+    parser.execute(Buffer.from('HTTP/1.1 204 No Content\r\nX: y\r\n\r\n'));
+    parser.remove?.();
+    parser.free();
+    const got = seen.join(',');
+    const want = '1,1,Host|a,GET,/p,end,1,1,X|y,204,,end';
+    return got === want ? null : `parser read ${got}, expected ${want}`;
+  } catch (err) {
+    return describe(err);
+  }
+}
+
+function openPair(SocketClass: typeof net.Socket = net.Socket): Promise<Pair> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true });
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      const dialed = new SocketClass({ allowHalfOpen: true });
+      dialed.on('error', () => {});
+      server.once('connection', (accepted: net.Socket) => {
+        accepted.on('error', () => {});
+        if (dialed.connecting) dialed.once('connect', () => resolve({ server, accepted, dialed }));
+        else resolve({ server, accepted, dialed });
+      });
+      dialed.connect(port, '127.0.0.1');
+    });
+  });
+}
+
+function closePair(pair: Pair): void {
+  pair.accepted.destroy();
+  pair.dialed.destroy();
+  pair.server.close();
+}
+
+/** Reads `n` bytes from a flowing socket. */
+function readBytes(socket: net.Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      got += chunk.length;
+      if (got >= n) {
+        socket.removeListener('data', onData);
+        socket.pause();
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    socket.on('data', onData);
+    socket.once('close', () => reject(new Error(`peer closed after ${got} of ${n} bytes`)));
+    socket.resume();
+  });
+}
+
+/**
+ * Which write contract Node itself uses, read off the argument it hands the
+ * handle in one plain `socket.write`; then a write taken at once, a write
+ * left pending and a writev, each checked byte for byte at the peer.
+ */
+async function probeHandleWrites(): Promise<WriteContract> {
+  const pair = await openPair();
+  try {
+    const handle = probeHandle(pair.dialed);
+    // 1. Watch one write Node makes.
+    const watched = readBytes(pair.accepted, 5);
+    const contract = watchWriteContract(handle, () => pair.dialed.write(Buffer.from('probe')));
+    if (!(await watched).equals(Buffer.from('probe'))) throw new Error('a watched write arrived altered');
+
+    // 2. The contract, exercised: every path of writeToHandle under it.
+    await withWriteContract(contract, () => exerciseWrites(pair, handle));
+    return contract;
+  } finally {
+    closePair(pair);
+  }
+}
+
+async function exerciseWrites(pair: Pair, handle: StreamHandle): Promise<void> {
+  // Taken at once.
+  const small = Buffer.from('taken at once');
+  const smallRead = readBytes(pair.accepted, small.length);
+  const r1 = writeToHandle(handle, 0, small);
+  if (r1 !== 0) throw new Error(`a small write gave ${typeof r1 === 'number' ? r1 : 'a pending request'}`);
+  if (!(await smallRead).equals(small)) throw new Error('a small write arrived altered');
+
+  // writev of a string and buffers.
+  const chunks = ['head ', 'latin1', Buffer.from('body'), 'buffer'];
+  const vRead = readBytes(pair.accepted, 9);
+  const r2 = writeToHandle(handle, 2, chunks);
+  if (typeof r2 === 'number' && r2 !== 0) throw new Error(`writev failed: ${r2}`);
+  if (typeof r2 !== 'number') await completion(r2);
+  if ((await vRead).toString('latin1') !== 'head body') throw new Error('a writev arrived altered');
+
+  // Left pending: the peer does not read, so the kernel's buffers fill (a few
+  // MiB on loopback) and a write finally waits in libuv.
+  const sent: Buffer[] = [];
+  let r3: PendingWrite | null = null;
+  for (let i = 0; i < 64 && r3 === null; i++) {
+    const chunk = Buffer.allocUnsafe(1024 * 1024);
+    for (let j = 0; j < chunk.length; j += 4) chunk.writeUInt32BE((i << 20) + j, j);
+    sent.push(chunk);
+    const r = writeToHandle(handle, 0, chunk);
+    if (typeof r === 'number') {
+      if (r !== 0) throw new Error(`a large write failed: ${r}`);
+    } else {
+      r.buffer = chunk;
+      r3 = r;
+    }
+  }
+  if (r3 === null) throw new Error('64 MiB to a peer that does not read never waited in libuv');
+  if (handle.writeQueueSize === 0) throw new Error('a pending write left writeQueueSize at 0');
+  const big = Buffer.concat(sent);
+  const done = completion(r3);
+  const bigRead = readBytes(pair.accepted, big.length + 5);
+  // A write behind the pending one goes out after it.
+  const after = writeToHandle(handle, 1, 'after');
+  const afterDone = typeof after === 'number' ? (after === 0 ? Promise.resolve() : Promise.reject(new Error(`a queued write failed: ${after}`))) : completion(after);
+  await done;
+  await afterDone;
+  const got = await bigRead;
+  if (!got.subarray(0, big.length).equals(big) || got.subarray(big.length).toString('latin1') !== 'after') throw new Error('a pending write arrived altered or out of order');
+  if (handle.writeQueueSize !== 0) throw new Error('writeQueueSize not 0 after the last completion');
+}
+
+function completion(req: PendingWrite): Promise<void> {
+  return new Promise((resolve, reject) => {
+    req.oncomplete = function (status: number) {
+      this.oncomplete = null;
+      this.buffer = null;
+      if (status === 0) resolve();
+      else reject(new Error(`a pending write completed with ${status}`));
+    };
+  });
+}
+
+/** An accepted handle re-wrapped with `onread`: reads arrive in the buffer handed out, and in order. */
+async function probeReads(): Promise<boolean> {
+  const pair = await openPair();
+  try {
+    const handed = new Set<Uint8Array>();
+    const received: Buffer[] = [];
+    let foreign = false;
+    let total = 0;
+    const payload = Buffer.allocUnsafe(256 * 1024);
+    for (let i = 0; i < payload.length; i++) payload[i] = (i * 7) & 0xff;
+    const all = new Promise<void>((resolve) => {
+      const onread: OnRead = {
+        buffer: () => {
+          const b = Buffer.allocUnsafe(4096);
+          handed.add(b);
+          return b;
+        },
+        callback(nread, buffer) {
+          if (!handed.has(buffer)) foreign = true;
+          received.push(Buffer.from(buffer.subarray(0, nread)));
+          total += nread;
+          if (total >= payload.length) resolve();
+          return true;
+        },
+      };
+      const socket = rewrapHandle(pair.accepted, net.Socket, onread);
+      if (socket === null) throw new Error('the accepted socket has no handle to re-wrap');
+      socket.on('error', () => {});
+      (pair as { accepted: net.Socket }).accepted = socket;
+      socket.resume();
+    });
+    pair.dialed.write(payload);
+    await all;
+    if (foreign) throw new Error('onread handed the callback a buffer it did not ask for');
+    if (!Buffer.concat(received).equals(payload)) throw new Error('reads arrived altered');
+    return true;
+  } finally {
+    closePair(pair);
+  }
+}
+
+/** The Writable hooks run before a write, a FIN and a close, and the bytes still arrive. */
+async function probeWriteHooks(): Promise<boolean> {
+  if (!writeHooksExist()) throw new Error('net.Socket has no _write/_writev/_final/_destroy');
+  const calls: string[] = [];
+  let armed = false;
+  const Hooked = socketClassWithWriteHook(() => {
+    if (armed) calls.push('hook');
+  });
+  const pair = await openPair(Hooked);
+  try {
+    armed = true;
+    const read = new Promise<Buffer>((resolve) => {
+      const chunks: Buffer[] = [];
+      pair.accepted.on('data', (c: Buffer) => chunks.push(c));
+      pair.accepted.on('end', () => resolve(Buffer.concat(chunks)));
+      pair.accepted.resume();
+    });
+    pair.dialed.write('one');
+    pair.dialed.end('two');
+    const got = await read;
+    const afterEnd = calls.length;
+    pair.dialed.destroy();
+    if (got.toString() !== 'onetwo') throw new Error('bytes through the hooked socket arrived altered');
+    if (afterEnd < 2) throw new Error(`the write hooks ran ${afterEnd} times for a write and an end`);
+    if (calls.length <= afterEnd) throw new Error('the hook did not run on destroy');
+    return true;
+  } finally {
+    closePair(pair);
+  }
+}

@@ -6,7 +6,9 @@ import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
 import net from 'node:net';
 import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
-import { Connection, ConnState, type ConnectionHost } from './proxy/connection.js';
+import { Connection, type ConnectionHost } from './proxy/connection.js';
+import { ConnState } from './proxy/connection-state.js';
+import type { TunnelRegistry } from './proxy/exchange.js';
 import { ERROR_CODES, WsgateError } from './core/errors.js';
 import type { ParsedHead } from './http/head-reader.js';
 import type { LogLevel } from './core/log.js';
@@ -18,7 +20,7 @@ import { initSocketFields } from './io/socket-fields.js';
 import { Refusals } from './limits/refusals.js';
 import { Router, type RouteMatch } from './http/router.js';
 import { TimerWheel } from './core/timer-wheel.js';
-import { Tunnel, type TunnelCloseReason } from './tunnel/tunnel.js';
+import type { Tunnel, TunnelCloseReason } from './tunnel/tunnel.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream/pool.js';
 
 export interface ListenAddress {
@@ -363,27 +365,35 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#afterConnectionClose?.();
   }
 
-  tunnelStarting(conn: Connection, route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null, early: Buffer[]): void {
+  connectionHandedOver(conn: Connection): void {
     this.#connections.delete(conn);
-    const location = route.location;
-    conn.socket.write(responseHead, 'latin1');
-    const tunnel = new Tunnel({ downstream: conn.socket, upstream }, early, leftover, location.tunnelTimeoutMs, this.wheel, this.#onTunnelClosed, this.#onTunnelCrashed);
-    if (tunnel.isClosed) return; // both sides were already gone; the close callback ran
-    const info: TunnelInfo = { id: this.#nextTunnelId++, remoteAddress: conn.remoteAddress, path: conn.head?.url ?? '', upstream: location.upstream.url };
+  }
+
+  /** Where exchanges register the tunnels they build (proxy/exchange.ts `#upgrade`). */
+  readonly tunnels: TunnelRegistry = {
+    closed: (tunnel, reason) => this.#tunnelClosed(tunnel, reason),
+    crashed: (tunnel, err) => this.#tunnelCrashed(tunnel, err),
+    opened: (tunnel, remoteAddress, path, route) => this.#tunnelOpened(tunnel, remoteAddress, path, route),
+  };
+
+  #tunnelOpened(tunnel: Tunnel, remoteAddress: string, path: string, route: RouteMatch): void {
+    if (tunnel.isClosed) {
+      // Both sides were gone already; the close callback ran. A drain may be waiting on this one.
+      this.#afterConnectionClose?.();
+      return;
+    }
+    const info: TunnelInfo = { id: this.#nextTunnelId++, remoteAddress, path, upstream: route.location.upstream.url };
     this.#tunnels.set(tunnel, info);
     this.#totalTunnels++;
     this.#log('debug', 'tunnel open', { id: info.id, remote: info.remoteAddress, path: info.path, upstream: info.upstream });
     if (this.listenerCount('tunnelOpen') > 0) this.emit('tunnelOpen', info);
   }
 
-  /** One callback for every tunnel: a closure per tunnel would stay for the tunnel's life. */
-  readonly #onTunnelClosed = (tunnel: Tunnel, reason: TunnelCloseReason): void => this.#tunnelClosed(tunnel, reason);
-
   /** A tunnel listener threw: the tunnel is destroyed; the bug is logged with its stack and counted. */
-  readonly #onTunnelCrashed = (tunnel: Tunnel, err: unknown): void => {
+  #tunnelCrashed(tunnel: Tunnel, err: unknown): void {
     const info = this.#tunnels.get(tunnel);
     this.#internalError(err, { tunnel: info?.id, remote: info?.remoteAddress });
-  };
+  }
 
   /** A bug outside any connection's own error path: logged with its stack, counted. */
   #internalError(err: unknown, fields: Record<string, unknown>): void {

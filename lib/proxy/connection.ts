@@ -1,4 +1,4 @@
-// One client (downstream) connection, top to bottom:
+// One client (downstream) connection, top to bottom (states: connection-state.ts):
 //
 //   READING_HEAD -> (validate, route) -> PROXYING (an Exchange) -+-> READING_HEAD (keep-alive)
 //                                                                +-> TUNNEL (valid 101)
@@ -15,50 +15,16 @@ import type net from 'node:net';
 import type { ResolvedConfig } from '../config.js';
 import { LocalAnswer, admitRequest } from '../http/admission.js';
 import { WsgateError } from '../core/errors.js';
-import { Exchange, type ExchangeContext, type ExchangeOwner } from './exchange.js';
+import { ConnState, ConnTimeout, nextState } from './connection-state.js';
+import { Exchange, type ExchangeContext, type ExchangeOwner, type TunnelRegistry } from './exchange.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
 import { PendingRequest } from './pending-request.js';
 import { guard } from '../core/guard.js';
 import { kConnection, ownerOfSocket } from '../io/socket-fields.js';
 import { errorResponse } from '../core/responses.js';
-import type { RouteMatch, Router } from '../http/router.js';
+import type { Router } from '../http/router.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
 import type { UpstreamPool } from '../upstream/pool.js';
-
-export const ConnState = {
-  ReadingHead: 0,
-  Proxying: 1,
-  Tunnel: 2,
-  Lingering: 3,
-  Closed: 4,
-} as const;
-export type ConnState = (typeof ConnState)[keyof typeof ConnState];
-const STATE_NAMES = ['READING_HEAD', 'PROXYING', 'TUNNEL', 'LINGERING', 'CLOSED'] as const;
-
-/**
- * The changes `#enter` allows. TUNNEL and CLOSED are terminal for this object
- * (a tunnel owns the socket from then on); a connection that failed answers
- * and lingers, or is cut and closed.
- */
-const TRANSITIONS: Readonly<Record<ConnState, readonly ConnState[]>> = {
-  [ConnState.ReadingHead]: [ConnState.Proxying, ConnState.Lingering, ConnState.Closed],
-  [ConnState.Proxying]: [ConnState.ReadingHead, ConnState.Tunnel, ConnState.Lingering, ConnState.Closed],
-  [ConnState.Tunnel]: [],
-  [ConnState.Lingering]: [ConnState.Closed],
-  [ConnState.Closed]: [],
-};
-
-/** What the connection's one timer stands for, named when it is armed (never worked out at expiry). */
-export const ConnTimeout = {
-  None: 0,
-  /** A request head is being read (or the first is awaited from accept): 408 when it fires (headTimeout). */
-  Head: 1,
-  /** Idle between requests on a keep-alive connection: closed quietly (keepAliveTimeout). */
-  KeepAlive: 2,
-  /** Reading and discarding after the last response, before closing (nginx lingering_timeout). */
-  Linger: 3,
-} as const;
-export type ConnTimeout = (typeof ConnTimeout)[keyof typeof ConnTimeout];
 
 /** What a connection needs from its gateway (gateway.ts implements it). */
 export interface ConnectionHost {
@@ -66,9 +32,12 @@ export interface ConnectionHost {
   readonly pool: UpstreamPool;
   /** The gateway is draining: finish the current request, then close. */
   readonly isClosing: boolean;
+  /** Registers the tunnels this connection's exchanges build. */
+  readonly tunnels: TunnelRegistry;
   connectionFailed(conn: Connection, err: WsgateError): void;
   connectionClosed(conn: Connection): void;
-  tunnelStarting(conn: Connection, route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null, early: Buffer[]): void;
+  /** The connection's socket went to a tunnel, which the registry is told of next. */
+  connectionHandedOver(conn: Connection): void;
 }
 
 // After the last response byte, keep reading (and discarding) for a while
@@ -117,7 +86,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     this.remoteAddress = socket.remoteAddress ?? '';
     this.peerTrusted = config.trustedProxies.contains(this.remoteAddress);
     this.proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-    this.#context = { pool: host.pool, wheel: host.wheel, config };
+    this.#context = { pool: host.pool, wheel: host.wheel, config, tunnels: host.tunnels };
     this.#reader = new HeadReader(HeadKind.Request, this, config.maxHeadSize, config.maxHeaders);
     this.#timer = new WheelTimer(this);
     this.socket[kConnection] = this;
@@ -333,7 +302,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     else if (this.#reader !== null) this.socket.resume();
   }
 
-  startTunnel(route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null): void {
+  handOver(): Buffer[] {
     this.#enter(ConnState.Tunnel);
     const socket = this.socket;
     for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
@@ -345,7 +314,8 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     const early = this.#queue[0]?.tail ?? [];
     this.#queue = [];
     this.exchange = null;
-    this.host.tunnelStarting(this, route, upstream, responseHead, leftover, early);
+    this.host.connectionHandedOver(this);
+    return early;
   }
 
   /**
@@ -403,12 +373,9 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   // --- internals ---
 
-  /** The one place the state changes: checked against TRANSITIONS, with the timeout the new state runs. */
+  /** The one place the state changes: checked against the table in connection-state.ts, with the timeout the new state runs. */
   #enter(next: ConnState, timeout: ConnTimeout = ConnTimeout.None): void {
-    if (!TRANSITIONS[this.state].includes(next)) {
-      throw new WsgateError('WSG_ERR_INTERNAL', `connection state ${STATE_NAMES[this.state]} -> ${STATE_NAMES[next]} is not allowed`);
-    }
-    this.state = next;
+    this.state = nextState(this.state, next);
     this.#arm(timeout);
   }
 

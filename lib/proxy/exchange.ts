@@ -1,66 +1,37 @@
-// One proxied request/response with an upstream:
+// One proxied request/response with an upstream, in the order the protocol
+// runs (phases: exchange-state.ts):
 //
-//   DIALING (or a pooled socket) -> AWAITING_RESPONSE -> RELAYING_BODY -> DONE
-//                      \-> (valid 101 to a WebSocket request) -> handed to a Tunnel
+//   start: a pooled socket, or dial one             -> DIALING
+//   connected: write the rewritten head (+ body so far) -> AWAITING_RESPONSE
+//   onHead: judge the response head
+//     a valid 101 to a WebSocket request: #upgrade writes the 101 and builds
+//     the Tunnel from both sockets, right there       -> DONE
+//     anything else: relayed, head then body          -> RELAYING_BODY -> DONE
+//   any error                                         -> FAILED (answered or cut by the connection)
 //
-// The request body and the response body are streamed as llhttp delivers them,
-// with backpressure both ways, and re-framed by wsgate (Content-Length kept,
-// chunked re-chunked without extensions or trailers), so no byte the parser did
-// not accept is ever forwarded. Plain requests use keep-alive upstream
-// connections from the pool; a connection goes back only after a clean,
-// complete exchange. WebSocket handshakes always get a fresh connection.
+// Both bodies stream as llhttp delivers them, with backpressure both ways:
+// the request through request-writer.ts, the response through
+// response-relay.ts. Plain requests use keep-alive upstream connections from
+// the pool; a connection goes back only after a clean, complete exchange.
+// WebSocket handshakes always get a fresh connection.
 
-import { LAST_CHUNK, pushBody, responseFraming, writeBody, type Framing } from '../http/body-framing.js';
+import type net from 'node:net';
+import type { ResolvedConfig } from '../config.js';
+import { ExchangePhase, ExchangeTimeout, nextPhase } from './exchange-state.js';
+import { endRequestBody, writeRequest, writeRequestBody, type RequestClient } from './request-writer.js';
+import { ResponseRelay, type RelayOwner } from './response-relay.js';
 import type { ExchangeRequest } from '../http/admission.js';
-import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from '../upstream/dialer.js';
-import { WsgateError } from '../core/errors.js';
+import { responseFraming } from '../http/body-framing.js';
 import { checkSwitchingProtocols } from '../http/handshake.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
-import { buildDownstreamResponseHead, buildInformationalHead, buildUpstreamRequestHead } from '../http/headers.js';
-import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
-import type { ResolvedConfig } from '../config.js';
+import { buildDownstreamResponseHead, buildInformationalHead } from '../http/headers.js';
 import type { RouteMatch } from '../http/router.js';
+import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from '../upstream/dialer.js';
 import type { UpstreamPool } from '../upstream/pool.js';
-import type net from 'node:net';
+import { Tunnel, type TunnelCloseCallback, type TunnelCrashCallback } from '../tunnel/tunnel.js';
 import { retainRead } from '../io/read-buffers.js';
-import { writePieces, writeToSocket } from '../io/handle-writes.js';
-import { writeAtTurnEnd } from '../io/turn-writes.js';
-
-export const ExchangePhase = {
-  Dialing: 0,
-  AwaitingResponse: 1,
-  RelayingBody: 2,
-  /** Terminal: the response was relayed whole, or the 101 handed both sockets to a tunnel. */
-  Done: 3,
-  /** Terminal: an error ended it (answered or cut by the connection), or the client went away. */
-  Failed: 4,
-} as const;
-export type ExchangePhase = (typeof ExchangePhase)[keyof typeof ExchangePhase];
-const PHASE_NAMES = ['DIALING', 'AWAITING_RESPONSE', 'RELAYING_BODY', 'DONE', 'FAILED'] as const;
-
-/** The changes `#enter` allows (a dead pooled connection is replayed once: AWAITING_RESPONSE -> DIALING). */
-const TRANSITIONS: Readonly<Record<ExchangePhase, readonly ExchangePhase[]>> = {
-  [ExchangePhase.Dialing]: [ExchangePhase.AwaitingResponse, ExchangePhase.Failed],
-  [ExchangePhase.AwaitingResponse]: [ExchangePhase.Dialing, ExchangePhase.RelayingBody, ExchangePhase.Done, ExchangePhase.Failed],
-  [ExchangePhase.RelayingBody]: [ExchangePhase.Done, ExchangePhase.Failed],
-  [ExchangePhase.Done]: [],
-  [ExchangePhase.Failed]: [],
-};
-
-/** What the exchange's timer stands for, named when it is armed. */
-export const ExchangeTimeout = {
-  None: 0,
-  /** The upstream connect (connectTimeout, 504). */
-  Connect: 1,
-  /**
-   * The exchange's progress: the client's turn while it owes request body or
-   * cannot take response bytes (sendTimeout, cut), the upstream's otherwise
-   * (readTimeout, 504). The turn can change without re-arming, so it is read
-   * when the timer fires (`#clientsTurn`).
-   */
-  Progress: 2,
-} as const;
-export type ExchangeTimeout = (typeof ExchangeTimeout)[keyof typeof ExchangeTimeout];
+import { WsgateError } from '../core/errors.js';
+import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
 
 // Largest response head wsgate accepts from an upstream (bigger: 502).
 const MAX_RESPONSE_HEAD = 64 * 1024;
@@ -73,13 +44,9 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
  * (connection.ts implements it). Narrow on purpose: the pool, the wheel and
  * the config are handed in (ExchangeContext), not reached through it.
  */
-export interface ExchangeOwner {
+export interface ExchangeOwner extends RequestClient {
   /** The client (downstream) socket. */
   readonly socket: net.Socket;
-  readonly remoteAddress: string;
-  /** The peer is a trusted proxy: its X-Forwarded-* fields are believed. */
-  readonly peerTrusted: boolean;
-  readonly proto: 'http' | 'https';
   /** The upstream cannot take more request body now. */
   pauseReading(): void;
   /** It can again. */
@@ -88,9 +55,21 @@ export interface ExchangeOwner {
   mayKeepAlive(): boolean;
   /** The exchange finished: cleanly (`err` null) or with an error to answer or cut. */
   exchangeDone(exchange: Exchange, err: WsgateError | null, keepAlive: boolean): void;
-  /** A valid 101: the client socket and `upstream` become a tunnel; `responseHead` is the 101 for the client. */
-  startTunnel(route: RouteMatch, upstream: net.Socket, responseHead: string, leftover: Buffer | null): void;
+  /**
+   * A valid 101 arrived: the connection lets go of the client socket (no
+   * listener of its own is left on it) and returns the bytes the client sent
+   * after its upgrade head, for the tunnel to forward first.
+   */
+  handOver(): Buffer[];
   crashed(err: unknown): void;
+}
+
+/** Where the tunnels that exchanges build are registered (gateway.ts): stats, events, drain. */
+export interface TunnelRegistry {
+  readonly closed: TunnelCloseCallback;
+  readonly crashed: TunnelCrashCallback;
+  /** A tunnel was built (it may be closed already, when both sides were gone). */
+  opened(tunnel: Tunnel, remoteAddress: string, path: string, route: RouteMatch): void;
 }
 
 /** What an exchange works with, shared by every exchange of a connection. */
@@ -98,14 +77,16 @@ export interface ExchangeContext {
   readonly pool: UpstreamPool;
   readonly wheel: TimerWheel;
   readonly config: ResolvedConfig;
+  readonly tunnels: TunnelRegistry;
 }
 
-export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
+export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner, RelayOwner {
   readonly conn: ExchangeOwner;
   readonly request: ExchangeRequest;
   readonly #pool: UpstreamPool;
   readonly #wheel: TimerWheel;
   readonly #config: ResolvedConfig;
+  readonly #tunnels: TunnelRegistry;
   upstream: UpstreamSocket | null = null;
   phase: ExchangePhase = ExchangePhase.Dialing;
   #timeout: ExchangeTimeout = ExchangeTimeout.None;
@@ -118,29 +99,18 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   /** Body pieces that arrived before the upstream connection was up. */
   #queued: Buffer[] = [];
   #requestEnded = false;
-  #framing: Framing = 'close';
+  /** The response's way to the client: gathered writes, raw Content-Length bodies, backpressure. */
+  readonly #relay: ResponseRelay;
   #switching = false;
   /** The response head told the client the connection stays open. */
   #keepAlive = false;
   /** The upstream sent something after its complete response: never reuse that connection. */
   #unsolicited = false;
-  #responseComplete = false;
-  /**
-   * Content-Length body bytes still to relay as they come off the socket (no
-   * parser, no copy: `subarray`s of the upstream's own buffers); -1 when the
-   * body is parsed by llhttp instead (chunked, read-until-close).
-   */
-  #rawRemaining = -1;
   /** Any response byte came from the upstream (no retry after that). */
   #anyResponseByte = false;
   /** The socket came from the pool (it may have died while idle). */
   #reused = false;
   #retried = false;
-  /** Upstream paused because the client's buffer is full: the wait is on the client (sendTimeout). */
-  #waitingOnDownstream = false;
-  /** Pieces for the client while an upstream read is parsed (`#pieces`), else null. */
-  #gathered: Array<string | Buffer> | null = null;
-  readonly #pieces: Array<string | Buffer> = [];
 
   constructor(conn: ExchangeOwner, context: ExchangeContext, request: ExchangeRequest) {
     this.conn = conn;
@@ -148,8 +118,10 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.#pool = context.pool;
     this.#wheel = context.wheel;
     this.#config = context.config;
+    this.#tunnels = context.tunnels;
     this.#key = request.route.location.upstream.key;
     this.#timer = new WheelTimer(this);
+    this.#relay = new ResponseRelay(conn.socket, this);
   }
 
   /** Takes a pooled connection or dials one; call after the first body pieces were handed over. */
@@ -176,20 +148,20 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     if (this.isOver || this.request.webSocket) return;
     this.#lastActive = this.#wheel.now;
-    if (!writeBody(this.upstream!, chunk, this.request.chunked)) this.conn.pauseReading();
+    if (!writeRequestBody(this.upstream!, this.request, chunk)) this.conn.pauseReading();
   }
 
   /** The client's request message is complete. */
   endBody(): void {
     this.#requestEnded = true;
-    if (this.phase !== ExchangePhase.Dialing && !this.isOver && this.request.chunked) {
-      this.upstream!.write(LAST_CHUNK);
-    }
+    // The whole request is sent: the upstream owes the answer (unless the client is the one not reading).
+    if (this.#timeout === ExchangeTimeout.Send && !this.#anyResponseByte) this.#timeout = ExchangeTimeout.Read;
+    if (this.phase !== ExchangePhase.Dialing && !this.isOver) endRequestBody(this.upstream!, this.request);
   }
 
   /** The client's socket drained: resume reading the upstream response. */
   downstreamDrained(): void {
-    this.#waitingOnDownstream = false;
+    if (this.#timeout === ExchangeTimeout.Send && this.#anyResponseByte) this.#timeout = ExchangeTimeout.Read; // the upstream's turn again
     this.#lastActive = this.#wheel.now;
     if (this.upstream !== null && !this.upstream.destroyed) this.upstream.resume();
   }
@@ -213,21 +185,27 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
   onTimerExpired(now: number): number {
     if (this.isOver) return 0;
     const location = this.request.route.location;
-    if (this.#timeout === ExchangeTimeout.Connect) {
-      this.#fail(new WsgateError('WSG_ERR_UPSTREAM_CONNECT_TIMEOUT', `${location.upstream.host}:${location.upstream.port}`));
-      return 0;
+    switch (this.#timeout) {
+      case ExchangeTimeout.Connect:
+        this.#fail(new WsgateError('WSG_ERR_UPSTREAM_CONNECT_TIMEOUT', `${location.upstream.host}:${location.upstream.port}`));
+        return 0;
+      case ExchangeTimeout.Read:
+      case ExchangeTimeout.Send: {
+        const send = this.#timeout === ExchangeTimeout.Send;
+        const limit = send ? location.sendTimeoutMs : location.readTimeoutMs;
+        if (limit <= 0) return now + 1000; // this side's limit is off: look again later (the turn may change sides)
+        const deadline = this.#lastActive + limit;
+        if (deadline > now) return deadline;
+        this.#fail(
+          send
+            ? new WsgateError('WSG_ERR_DOWNSTREAM_TIMEOUT', `no progress for ${limit} ms`)
+            : new WsgateError('WSG_ERR_UPSTREAM_TIMEOUT', `no response bytes for ${limit} ms`),
+        );
+        return 0;
+      }
+      default:
+        return 0;
     }
-    const clientsTurn = this.#clientsTurn();
-    const limit = clientsTurn ? location.sendTimeoutMs : location.readTimeoutMs;
-    if (limit <= 0) return now + 1000; // disabled: look again later (the wait may change sides)
-    const deadline = this.#lastActive + limit;
-    if (deadline > now) return deadline;
-    this.#fail(
-      clientsTurn
-        ? new WsgateError('WSG_ERR_DOWNSTREAM_TIMEOUT', `no progress for ${limit} ms`)
-        : new WsgateError('WSG_ERR_UPSTREAM_TIMEOUT', `no response bytes for ${limit} ms`),
-    );
-    return 0;
   }
 
   // --- upstream socket events (through the named listeners below) ---
@@ -238,32 +216,16 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     const location = request.route.location;
     this.#reader?.release();
     this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, this.#config.maxHeaders * 2);
-    const head = buildUpstreamRequestHead(request.head, {
-      target: request.route.upstreamTarget!,
-      location,
-      host: request.host,
-      clientHost: request.clientHost,
-      connection: request.connection,
-      remoteAddress: this.conn.remoteAddress,
-      trustedPeer: this.conn.peerTrusted ? this.#config.trustedProxies : null,
-      proto: this.conn.proto,
-      webSocket: request.webSocket,
-      contentLength: request.contentLength,
-      transferCodings: request.transferCodings,
-      keepAlive: this.#pool.options.maxIdle > 0,
-    });
     // The head and the body read so far leave in one writev.
-    const pieces: Array<string | Buffer> = [head];
-    // Bytes that followed an upgrade head wait for the 101 (Connection keeps
-    // them): an upstream that refuses the upgrade never sees them.
-    if (!request.webSocket) {
-      for (const chunk of this.#queued) pushBody(pieces, chunk, request.chunked);
-      if (this.#requestEnded && request.chunked) pieces.push(LAST_CHUNK);
-    }
+    writeRequest(this.upstream!, request, this.conn, this.#config.trustedProxies, this.#pool.options.maxIdle > 0, this.#queued, this.#requestEnded);
     this.#queued = [];
-    if (!writeAtTurnEnd(this.upstream!, pieces)) writePieces(this.upstream!, pieces);
     this.#lastActive = this.#wheel.now;
-    this.#arm(ExchangeTimeout.Progress, Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)));
+    // The client's turn while it owes request body; then the upstream's.
+    // Armed for the shorter limit; the kind says which applies when it fires.
+    this.#arm(
+      this.#requestEnded ? ExchangeTimeout.Read : ExchangeTimeout.Send,
+      Math.max(1, Math.min(location.readTimeoutMs || Infinity, location.sendTimeoutMs || Infinity, 1_000_000)),
+    );
     if (!request.webSocket && !this.#requestEnded) this.conn.resumeReading();
   }
 
@@ -272,61 +234,50 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
       this.#unsolicited = true;
       return;
     }
-    this.#anyResponseByte = true;
+    if (!this.#anyResponseByte) {
+      this.#anyResponseByte = true;
+      if (this.#timeout === ExchangeTimeout.Send) this.#timeout = ExchangeTimeout.Read; // the response has begun: the upstream's turn
+    }
     this.#lastActive = this.#wheel.now;
-    if (this.#rawRemaining > 0) {
-      this.#relayRaw(chunk);
-      if (this.#responseComplete) this.#complete();
+    const relay = this.#relay;
+    if (relay.rawRemaining > 0) {
+      if (relay.raw(chunk)) this.#unsolicited = true;
+      if (relay.complete) this.#complete();
       return;
     }
     let consumed = chunk.length;
-    // Whatever one upstream read yields for the client (head, body pieces,
-    // chunk framing) leaves in one writev, as nginx sends head and body together.
     let failure: unknown = null;
-    const pieces = (this.#gathered = this.#pieces);
+    relay.gather();
     try {
       consumed = this.#reader!.execute(chunk);
-      if (this.#rawRemaining > 0 && consumed < chunk.length) this.#relayRaw(chunk.subarray(consumed));
+      if (relay.rawRemaining > 0 && consumed < chunk.length && relay.raw(chunk.subarray(consumed))) this.#unsolicited = true;
     } catch (err) {
       failure = err;
     }
-    this.#gathered = null;
-    if (pieces.length > 0) {
-      // Sent even when the read also held garbage: what came before it was a
-      // valid response. A complete response waits for the end of the turn
-      // (turn-writes.ts); one still coming needs the write's backpressure now.
-      if (!this.#responseComplete || !writeAtTurnEnd(this.conn.socket, pieces)) {
-        const roomLeft = writePieces(this.conn.socket, pieces);
-        if (!roomLeft && this.phase === ExchangePhase.RelayingBody && !this.#responseComplete) {
-          this.#waitingOnDownstream = true;
-          this.upstream!.pause();
-        }
-      }
-      pieces.length = 0;
-    }
+    relay.flush(this.phase === ExchangePhase.RelayingBody);
     if (failure !== null) {
       // Garbage after a complete response only disqualifies the connection.
-      if (!this.#responseComplete) {
+      if (!relay.complete) {
         this.#fail(failure);
         return;
       }
       this.#unsolicited = true;
     }
-    if (this.#switching) this.#startTunnel(consumed < chunk.length ? chunk.subarray(consumed) : null);
-    else if (this.#responseComplete) this.#complete();
+    if (this.#switching) this.#upgrade(consumed < chunk.length ? chunk.subarray(consumed) : null);
+    else if (relay.complete) this.#complete();
   }
 
   upstreamEnded(): void {
     if (this.isOver) return;
     if (this.#mayRetry()) return;
-    if (this.#rawRemaining < 0) {
+    if (this.#relay.rawRemaining < 0) {
       try {
         this.#reader?.finish(); // completes a read-until-close body, or throws
       } catch {
         // fall through: not a complete message
       }
     }
-    if (this.#responseComplete) {
+    if (this.#relay.complete) {
       this.#complete();
       return;
     }
@@ -354,11 +305,12 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
 
   onMessageBegin(): void {
     // A second response after the complete one: the upstream is out of step.
-    if (this.#responseComplete) this.#unsolicited = true;
+    if (this.#relay.complete) this.#unsolicited = true;
   }
 
   onHead(head: ParsedHead): BodyMode {
-    if (this.#responseComplete) {
+    const relay = this.#relay;
+    if (relay.complete) {
       this.#unsolicited = true; // a response nobody asked for: never relayed
       return BodyMode.None;
     }
@@ -374,92 +326,48 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     }
     if (status < 200) {
       // Interim responses go to HTTP/1.1 clients only (RFC 9110 §15.2); llhttp then reads the next head.
-      if (request.head.versionMinor >= 1) this.#toDownstream(buildInformationalHead(head));
+      if (request.head.versionMinor >= 1) relay.send(buildInformationalHead(head));
       return BodyMode.Parse;
     }
     const http10 = request.head.versionMinor === 0;
     const { framing, contentLength } = responseFraming(request.head, head);
-    this.#framing = framing;
+    relay.framing = framing;
     // A WebSocket request refused by the upstream is never followed by more
     // HTTP on this connection: its bytes after the head were not parsed.
     // `request.connection` is wsgate's own reading of Connection (OWS-trimmed), which may see a `close` llhttp did not.
     this.#keepAlive = framing !== 'close' && !request.webSocket && !request.connection.has('close') && this.conn.mayKeepAlive();
     this.#enter(ExchangePhase.RelayingBody);
     this.responseStarted = true;
-    this.#toDownstream(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }));
+    relay.send(buildDownstreamResponseHead(head, { framing, contentLength, upgrade: false, keepAlive: this.#keepAlive, http10 }));
     if (framing === 'none') return BodyMode.None;
     if (framing === 'length' && contentLength > 0) {
-      this.#rawRemaining = contentLength;
+      relay.rawRemaining = contentLength;
       return BodyMode.Raw;
     }
     return BodyMode.Parse;
   }
 
   onBody(chunk: Buffer): void {
-    if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete) return;
-    let roomLeft: boolean;
-    if (this.#gathered !== null) {
-      pushBody(this.#gathered, chunk, this.#framing === 'chunked');
-      roomLeft = true; // received() decides once the read is parsed
-    } else {
-      roomLeft = writeBody(this.conn.socket, chunk, this.#framing === 'chunked');
-    }
-    if (!roomLeft) {
-      this.#waitingOnDownstream = true;
-      this.upstream!.pause();
-    }
+    if (this.phase === ExchangePhase.RelayingBody && !this.#relay.complete) this.#relay.body(chunk);
   }
 
   onMessageComplete(): void {
     // an interim 1xx, the 101, unsolicited, or a raw body (llhttp stopped at its head)
-    if (this.phase !== ExchangePhase.RelayingBody || this.#responseComplete || this.#rawRemaining >= 0) return;
-    this.#responseComplete = true;
-    if (this.#framing === 'chunked') this.#toDownstream(LAST_CHUNK);
+    const relay = this.#relay;
+    if (this.phase === ExchangePhase.RelayingBody && !relay.complete && relay.rawRemaining < 0) relay.end();
+  }
+
+  /** The client's buffer is full (response-relay.ts): the upstream pauses until it drains, and the wait is the client's (sendTimeout). */
+  waitForClient(): void {
+    this.#timeout = ExchangeTimeout.Send;
+    this.upstream!.pause();
   }
 
   // --- internals ---
 
-  /**
-   * One piece for the client: gathered while a read is parsed (received()
-   * sends them together), else written at once, straight to the socket's
-   * handle where it can (handle-writes.ts). Returns false when the upstream
-   * should pause until the client drains.
-   */
-  #toDownstream(piece: string | Buffer): boolean {
-    if (this.#gathered !== null) {
-      this.#gathered.push(piece);
-      return true;
-    }
-    return typeof piece === 'string' ? this.conn.socket.write(piece, 'latin1') : writeToSocket(this.conn.socket, piece);
-  }
-
-  /** Relays Content-Length body bytes straight from the upstream's buffer. */
-  #relayRaw(bytes: Buffer): void {
-    const remaining = this.#rawRemaining;
-    let body = bytes;
-    if (bytes.length > remaining) {
-      body = bytes.subarray(0, remaining);
-      this.#unsolicited = true; // bytes past the declared length: never relayed
-    }
-    this.#rawRemaining = remaining - body.length;
-    if (this.#rawRemaining === 0) this.#responseComplete = true;
-    if (!this.#toDownstream(body) && !this.#responseComplete) {
-      this.#waitingOnDownstream = true;
-      this.upstream!.pause();
-    }
-  }
-
-  /** Whose turn: the client's while it owes request body or cannot take response bytes (proxy_send_timeout); else the upstream's (proxy_read_timeout). */
-  #clientsTurn(): boolean {
-    return this.#waitingOnDownstream || (!this.#requestEnded && !this.#anyResponseByte);
-  }
-
-  /** The one place the phase changes: checked against TRANSITIONS. */
+  /** The one place the phase changes: checked against the table in exchange-state.ts. */
   #enter(next: ExchangePhase): void {
-    if (!TRANSITIONS[this.phase].includes(next)) {
-      throw new WsgateError('WSG_ERR_INTERNAL', `exchange phase ${PHASE_NAMES[this.phase]} -> ${PHASE_NAMES[next]} is not allowed`);
-    }
-    this.phase = next;
+    this.phase = nextPhase(this.phase, next);
   }
 
   #arm(kind: ExchangeTimeout, ms: number): void {
@@ -498,7 +406,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     const reusable =
       !this.request.webSocket &&
       this.#reader!.head!.shouldKeepAlive &&
-      this.#requestEnded && !this.#unsolicited && this.#framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
+      this.#requestEnded && !this.#unsolicited && this.#relay.framing !== 'close' && !upstream.destroyed && upstream.writableLength === 0;
     this.#finish();
     upstream[kOwner] = null;
     if (reusable) this.#pool.release(this.#key, upstream);
@@ -506,14 +414,23 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner {
     this.conn.exchangeDone(this, null, this.#keepAlive);
   }
 
-  #startTunnel(leftover: Buffer | null): void {
+  /**
+   * The 101 judged valid in onHead: the client gets it, and both sockets
+   * become a Tunnel, here. `leftover`: upstream bytes that came after the 101
+   * head in the same read (the first WebSocket frames).
+   */
+  #upgrade(leftover: Buffer | null): void {
     const head = this.#reader!.head!;
     this.#finish();
     const upstream = this.upstream!;
     releaseUpstream(upstream);
     upstream.pause();
-    const responseHead = buildDownstreamResponseHead(head, { framing: 'none', contentLength: 0, upgrade: true, keepAlive: false, http10: false });
-    this.conn.startTunnel(this.request.route, upstream, responseHead, leftover);
+    const early = this.conn.handOver();
+    const downstream = this.conn.socket;
+    downstream.write(buildDownstreamResponseHead(head, { framing: 'none', contentLength: 0, upgrade: true, keepAlive: false, http10: false }), 'latin1');
+    const { route } = this.request;
+    const tunnel = new Tunnel({ downstream, upstream }, early, leftover, route.location.tunnelTimeoutMs, this.#wheel, this.#tunnels.closed, this.#tunnels.crashed);
+    this.#tunnels.opened(tunnel, this.conn.remoteAddress, this.request.head.url, route);
   }
 
   /** Ends the exchange in a terminal phase: DONE, or FAILED. */

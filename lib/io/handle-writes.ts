@@ -26,7 +26,7 @@
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { fastPaths, handleQueueSize, hasHandle, writableHandle, writeToHandle, type PendingWrite, type StreamHandle } from './node-internals.js';
-import { holdDispatched, releaseHeld, writeHeld, type HeldReadBuffer } from './read-buffers.js';
+import { holdReadBuffer, releaseHeld, writeHeld, type HeldReadBuffer } from './read-buffers.js';
 import { kNeedDrain, kTurnWrites } from './socket-fields.js';
 
 type WriteRequest = PendingWrite & { socket: DirectSocket | null; held: HeldReadBuffer | null };
@@ -80,7 +80,7 @@ export function writeHeldBackPieces(socket: net.Socket, pieces: ReadonlyArray<st
   writePiecesToHandle(dest, handle, pieces, held);
 }
 
-/** One `write*` call on the handle for all of `pieces`; `held`: the buffer they pin, undefined for the one being dispatched. */
+/** One `write*` call on the handle for all of `pieces`; `held`: the buffer they pin, undefined to find it from the pieces. */
 function writePiecesToHandle(dest: DirectSocket, handle: StreamHandle, pieces: ReadonlyArray<string | Buffer>, held: HeldReadBuffer | null | undefined): boolean {
   const first = pieces[0];
   if (pieces.length === 1 && typeof first !== 'string') return writeBufferToHandle(dest, handle, first, held);
@@ -119,7 +119,7 @@ function directHandle(dest: DirectSocket): StreamHandle | null {
 /**
  * After a write to the handle: done when the kernel took everything inside
  * the call, else waiting in libuv with `bytes` kept alive, and their read
- * buffer pinned: `held`, or the one being dispatched when undefined.
+ * buffer pinned: `held`, or the one `bytes` are a slice of when undefined.
  */
 function afterDirectWrite(dest: DirectSocket, result: number | PendingWrite, bytes: unknown, held: HeldReadBuffer | null | undefined): boolean {
   if (typeof result === 'number') {
@@ -137,7 +137,7 @@ function afterDirectWrite(dest: DirectSocket, result: number | PendingWrite, byt
   const req = result as WriteRequest;
   req.oncomplete = directWriteOnComplete;
   req.socket = dest;
-  req.held = held === undefined ? holdDispatched() : held;
+  req.held = held === undefined ? holdReadBuffer(bytes) : held;
   req.buffer = bytes;
   if (handleQueueSize(dest) < dest.writableHighWaterMark) return true;
   dest[kNeedDrain] = true;

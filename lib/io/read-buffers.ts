@@ -21,8 +21,12 @@
 // keeps its 4-8 KiB proxy_buffer_size per side). Messages up to 8 KiB take one
 // read each into the socket's own buffer.
 //
-// A read is dispatched synchronously (`dispatchRead`); writes of its bytes
-// happen during that dispatch, so `writeHeld` knows which buffer they pin.
+// Which buffer a chunk pins is told by the chunk itself: every read buffer's
+// memory is tagged with its ReadBuffer (a 1 KiB one by its slot in the slab),
+// so `writeHeld`, `retainRead` and the handle writes find it from the bytes,
+// with no module-level "read being dispatched" mode. Each socket's buffer
+// generator is its own (`onreadFor`): Node asks it for the next buffer right
+// after a read, and it looks at that socket's last read.
 
 import net from 'node:net';
 import { fastPaths, rewrapAccepted } from './node-internals.js';
@@ -35,11 +39,13 @@ const OWN_MAX = 16 * 1024; // an own buffer grows up to this; larger reads use p
 const SLAB_SIZE = 64 * 1024; // 1 KiB own buffers are cut from shared slabs of this size
 const MAX_FREE = 32; // 2 MiB of big buffers kept for reuse; more are left to the GC
 
-const kOwner = Symbol('wsgate read buffer of these bytes');
+const kOwner = Symbol('wsgate read buffers of this memory');
 
 class ReadBuffer {
   /** Writes of a slice of `bytes` that have not completed. */
   pending = 0;
+  /** Bytes the last read into it brought (a full one means more is waiting). */
+  lastRead = 0;
   /** A socket still reads into it (an own buffer: still owned by its socket). */
   reading = true;
   /** An own buffer a read filled: the socket outgrew it. */
@@ -49,22 +55,29 @@ class ReadBuffer {
     /** A socket's own buffer, never pooled; else a pooled 64 KiB one. */
     readonly own: boolean,
   ) {
-    // Node hands the callback the very Buffer object it read into: the tag finds its ReadBuffer.
-    (bytes as OwnedBytes)[kOwner] = this;
+    const memory = bytes.buffer as TaggedMemory;
+    if (bytes.length === SMALL_SIZE && bytes.byteLength !== memory.byteLength) {
+      // A 1 KiB slot of a shared slab: the slab's memory lists its slots.
+      ((memory[kOwner] as ReadBuffer[] | undefined) ?? (memory[kOwner] = []))[bytes.byteOffset / SMALL_SIZE] = this;
+    } else {
+      memory[kOwner] = this;
+    }
   }
 }
 
-type OwnedBytes = Buffer & { [kOwner]?: ReadBuffer };
+type TaggedMemory = ArrayBufferLike & { [kOwner]?: ReadBuffer | ReadBuffer[] };
+
+/** The read buffer `chunk` is a slice of, or null: any other bytes (llhttp's copies, Node's own reads, our strings). */
+function readBufferOf(chunk: Uint8Array): ReadBuffer | null {
+  const tag = (chunk.buffer as TaggedMemory)[kOwner];
+  if (tag === undefined) return null;
+  if (!Array.isArray(tag)) return tag;
+  return tag[Math.floor(chunk.byteOffset / SMALL_SIZE)] ?? null;
+}
 
 const free: ReadBuffer[] = [];
 
 type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer; [kOwnBuffer]?: ReadBuffer };
-
-/** The buffer whose bytes are being dispatched, while a read callback runs. */
-let dispatching: ReadBuffer | null = null;
-/** The socket whose read callback just returned, and how much it read: Node asks for its next buffer right after. */
-let lastReader: ReadingSocket | null = null;
-let lastReadLength = 0;
 
 let created = 0;
 let slab: Buffer = Buffer.alloc(0);
@@ -124,15 +137,15 @@ function ownAfter(socket: ReadingSocket, nread: number): ReadBuffer {
 }
 
 /**
- * `onread.buffer`: Node calls it once when the socket starts reading and then
- * after every read callback, for the buffer the next read goes into.
+ * The buffer `socket`'s next read goes into: Node asks once when the socket
+ * starts reading and then after every read callback.
  */
-export function nextReadBuffer(): Buffer {
-  const socket = lastReader;
-  lastReader = null;
-  if (socket === null) return takeOwn(SMALL_SIZE).bytes; // first read of a socket: claimed by its first callback
+function nextReadBuffer(socket: ReadingSocket | null): Buffer {
+  // First read of a socket (still being built): claimed by its first callback.
+  if (socket === null) return takeOwn(SMALL_SIZE).bytes;
   const current = socket[kReadBuffer];
   if (current === undefined) return takeOwn(SMALL_SIZE).bytes; // released already: never throw inside node's read path
+  const lastReadLength = current.lastRead;
   if (current.own) {
     // A read that leaves room took all there was; a full one means more is waiting.
     if (lastReadLength < current.bytes.length) {
@@ -160,18 +173,24 @@ export function dispatchRead<S extends net.Socket>(target: S, nread: number, buf
   const socket = target as S & ReadingSocket;
   let rb = socket[kReadBuffer];
   if (rb === undefined || rb.bytes !== buffer) {
-    rb = (buffer as OwnedBytes)[kOwner]!;
+    rb = readBufferOf(buffer)!; // Node hands the callback the very buffer it read into
     socket[kReadBuffer] = rb;
     if (rb.own) socket[kOwnBuffer] = rb; // its first read: the buffer it keeps
   }
-  dispatching = rb;
-  try {
-    dispatch(socket, buffer.subarray(0, nread));
-  } finally {
-    dispatching = null;
-    lastReader = socket;
-    lastReadLength = nread;
-  }
+  rb.lastRead = nread; // set first: the next buffer is asked for even if the dispatch throws
+  dispatch(socket, buffer.subarray(0, nread));
+}
+
+/**
+ * The `onread` option for one socket: pooled buffers from its own generator,
+ * reads to `callback`. `socketOf` gives the socket once it exists (Node asks
+ * for the first buffer while constructing it).
+ */
+export function onreadFor(
+  socketOf: () => net.Socket | undefined,
+  callback: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean,
+): { buffer: () => Buffer; callback: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean } {
+  return { buffer: () => nextReadBuffer((socketOf() as ReadingSocket | undefined) ?? null), callback };
 }
 
 /** The socket closed: its big read buffer returns to the pool once its writes are done. */
@@ -186,35 +205,30 @@ export function releaseReadBuffer(socket: ReadingSocket): void {
 /** A read buffer pinned by one write that waits (handle-writes.ts). */
 export type HeldReadBuffer = ReadBuffer;
 
-/** Pins the buffer being dispatched for a write that did not complete inside its call; null outside a dispatch. */
-export function holdDispatched(): HeldReadBuffer | null {
-  const rb = dispatching;
-  if (rb !== null) rb.pending++;
-  return rb;
-}
-
 /**
- * Pins the buffer being dispatched if one of `pieces` is a slice of it: a
- * write held back until the end of the turn (turn-writes.ts), when this
- * socket may already be reading into the buffer again. Null if none is.
+ * Pins the read buffer that a write's bytes are a slice of, for a write that
+ * did not complete inside its call or is held back to the end of the turn
+ * (turn-writes.ts), when the socket may be reading into it again. `bytes`: a
+ * buffer, or pieces (strings and buffers, in any order). The bytes of one
+ * write come from one read at most (what is kept longer is copied:
+ * `retainRead`). Null when they pin nothing.
  */
-export function holdDispatchedFor(pieces: ReadonlyArray<string | Buffer>): HeldReadBuffer | null {
-  const rb = dispatching;
-  if (rb === null) return null;
-  for (let i = 0; i < pieces.length; i++) {
-    const piece = pieces[i];
-    if (typeof piece !== 'string' && isSliceOf(piece, rb)) {
-      rb.pending++;
-      return rb;
+export function holdReadBuffer(bytes: unknown): HeldReadBuffer | null {
+  if (bytes instanceof Uint8Array) return pin(readBufferOf(bytes));
+  if (!Array.isArray(bytes)) return null;
+  for (let i = 0; i < bytes.length; i++) {
+    const piece: unknown = bytes[i];
+    if (piece instanceof Uint8Array) {
+      const rb = readBufferOf(piece);
+      if (rb !== null) return pin(rb);
     }
   }
   return null;
 }
 
-/** `chunk` lies in `rb`'s bytes (1 KiB own buffers share one slab's memory, so the ArrayBuffer alone does not say). */
-function isSliceOf(chunk: Buffer, rb: ReadBuffer): boolean {
-  const { buffer, byteOffset, length } = rb.bytes;
-  return chunk.buffer === buffer && chunk.byteOffset >= byteOffset && chunk.byteOffset < byteOffset + length;
+function pin(rb: ReadBuffer | null): ReadBuffer | null {
+  if (rb !== null) rb.pending++;
+  return rb;
 }
 
 /** That write completed (or failed: the buffer is then left to the GC). */
@@ -239,12 +253,11 @@ class HeldWrites {
 type HoldingSocket = net.Socket & { [kHeld]?: HeldWrites };
 
 /**
- * `dest.write(chunk)` for a slice of the read being dispatched: its buffer is
- * not read into again until this write completes. Outside a dispatch it is a
- * plain write.
+ * `dest.write(chunk)`; when `chunk` is a slice of a read buffer, that buffer
+ * is not read into again until this write completes.
  */
 export function writeHeld(dest: net.Socket, chunk: Buffer): boolean {
-  const rb = dispatching;
+  const rb = readBufferOf(chunk);
   if (rb === null) return dest.write(chunk);
   const socket = dest as HoldingSocket;
   const held = (socket[kHeld] ??= new HeldWrites());
@@ -261,10 +274,9 @@ export function writeHeld(dest: net.Socket, chunk: Buffer): boolean {
   return roomLeft;
 }
 
-/** A slice to keep past the read's dispatch: copied out of a pooled buffer, else returned as is. */
+/** A slice to keep past the read's dispatch: copied out of a read buffer, else returned as is. */
 export function retainRead(chunk: Buffer): Buffer {
-  const rb = dispatching;
-  return rb !== null && isSliceOf(chunk, rb) ? Buffer.from(chunk) : chunk;
+  return readBufferOf(chunk) !== null ? Buffer.from(chunk) : chunk;
 }
 
 // Reads of an accepted socket become 'data' events, as without `onread`: the
@@ -287,7 +299,8 @@ function acceptedOnClose(this: net.Socket): void {
  * reads off, the socket itself, reading as usual.
  */
 export function withPooledReads(accepted: net.Socket, SocketClass: typeof net.Socket = net.Socket): net.Socket {
-  const socket = rewrapAccepted(accepted, SocketClass, ACCEPTED_ONREAD);
+  let wrapped: net.Socket | undefined;
+  const socket = (wrapped = rewrapAccepted(accepted, SocketClass, onreadFor(() => wrapped, ACCEPTED_ONREAD)) ?? undefined) ?? null;
   if (socket === null) {
     accepted.resume();
     return initSocketFields(accepted);
@@ -297,10 +310,7 @@ export function withPooledReads(accepted: net.Socket, SocketClass: typeof net.So
   return socket;
 }
 
-const ACCEPTED_ONREAD = {
-  buffer: nextReadBuffer,
-  callback: guard('accepted', 'read', acceptedOnRead, ownerOfSocket) as (this: net.Socket, nread: number, buffer: Uint8Array) => boolean,
-};
+const ACCEPTED_ONREAD = guard('accepted', 'read', acceptedOnRead, ownerOfSocket) as (this: net.Socket, nread: number, buffer: Uint8Array) => boolean;
 const acceptedOnCloseGuarded = guard('accepted', 'close', acceptedOnClose, ownerOfSocket);
 
 /**
@@ -315,7 +325,9 @@ export function newDialSocket<S extends net.Socket>(
   onRead: (this: net.Socket, nread: number, buffer: Uint8Array) => boolean,
 ): { socket: S; pooled: boolean } {
   const pooled = fastPaths().pooledReads;
-  const socket = new SocketClass(pooled ? ({ ...options, onread: { buffer: nextReadBuffer, callback: onRead } } as net.SocketConstructorOpts) : options);
+  if (!pooled) return { socket: new SocketClass(options), pooled };
+  let socket: S | undefined;
+  socket = new SocketClass({ ...options, onread: onreadFor(() => socket, onRead) } as net.SocketConstructorOpts);
   return { socket, pooled };
 }
 

@@ -23,7 +23,7 @@
 import net from 'node:net';
 import { handleIsFree, writeHeldBackPieces } from './handle-writes.js';
 import { fastPaths, socketClassWithWriteHook } from './node-internals.js';
-import { holdDispatchedFor, type HeldReadBuffer } from './read-buffers.js';
+import { holdReadBuffer, type HeldReadBuffer } from './read-buffers.js';
 import { kTurnWrites } from './socket-fields.js';
 
 interface TurnWrite {
@@ -55,7 +55,7 @@ export function writeAtTurnEnd(socket: net.Socket, pieces: ReadonlyArray<string 
   const dest = socket as TurnSocket;
   // Bytes waiting in the Writable would be overtaken by a write to the handle.
   if (!fastPaths().turnWrites || !(dest instanceof TurnWriteSocket) || !handleIsFree(dest)) return false;
-  const write: TurnWrite = { pieces: pieces.slice(), held: holdDispatchedFor(pieces) };
+  const write: TurnWrite = { pieces: pieces.slice(), held: holdReadBuffer(pieces) };
   const writes = dest[kTurnWrites];
   if (writes === null) {
     dest[kTurnWrites] = [write];

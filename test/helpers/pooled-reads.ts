@@ -3,7 +3,7 @@
 // one read on the other end.
 import net from 'node:net';
 import { once } from 'node:events';
-import { dispatchRead, nextReadBuffer } from '../../lib/io/read-buffers.js';
+import { dispatchRead, onreadFor } from '../../lib/io/read-buffers.js';
 import type { Teardown } from './net.js';
 
 /** A server that sends each message in its own write, a little apart (one read each), then ends; resolves to its port. */
@@ -26,18 +26,16 @@ export async function oneReadEach(t: Teardown, messages: Buffer[]): Promise<numb
 export function pooledReader(port: number, onChunk: (chunk: Buffer) => void): { source: net.Socket; buffersUsed: Set<Uint8Array>; reads: Array<{ buffer: Uint8Array; nread: number }> } {
   const buffersUsed = new Set<Uint8Array>();
   const reads: Array<{ buffer: Uint8Array; nread: number }> = [];
-  const source = net.connect({
+  let source: net.Socket | undefined = undefined; // Node asks for the first buffer before net.connect returns
+  source = net.connect({
     port,
     host: '127.0.0.1',
-    onread: {
-      buffer: nextReadBuffer,
-      callback(this: net.Socket, nread: number, buffer: Uint8Array) {
+    onread: onreadFor(() => source, function (this: net.Socket, nread: number, buffer: Uint8Array) {
         buffersUsed.add(buffer);
         reads.push({ buffer, nread });
         dispatchRead(this, nread, buffer as Buffer, (_s, chunk) => onChunk(chunk));
         return true;
-      },
-    },
+    }),
   });
   return { source, buffersUsed, reads };
 }

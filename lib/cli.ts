@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import type { GatewayConfig } from './config.js';
+import { validateConfig, type GatewayConfig, type ListenConfig } from './config.js';
 import { ConfigError } from './core/errors.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { createStreamLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
@@ -13,6 +13,10 @@ import { parserUnavailable } from './io/node-internals.js';
 
 interface CliArgs {
   listen?: string[];
+  tlsListen?: string[];
+  tlsCert?: string[];
+  tlsKey?: string[];
+  upstreamCa?: string[];
   route?: string[];
   config?: string;
   tunnelTimeout?: number;
@@ -24,6 +28,7 @@ interface CliArgs {
   trustedProxy?: string[];
   drainTimeout: number;
   logLevel: LogLevel;
+  check: boolean;
 }
 
 function parseArgs(argv: string[]): CliArgs {
@@ -35,6 +40,10 @@ function parseArgs(argv: string[]): CliArgs {
       'WebSockets on /ws/ to :8080, everything else to :3000',
     )
     .option('listen', { type: 'string', array: true, describe: 'address to listen on, HOST:PORT or PORT (repeatable)' })
+    .option('tls-listen', { type: 'string', array: true, describe: 'address to serve TLS (https, wss) on, HOST:PORT (repeatable)' })
+    .option('tls-cert', { type: 'string', array: true, describe: 'certificate (PEM chain) for --tls-listen; repeatable, paired in order with --tls-key; SNI picks by DNS name, the first is the default' })
+    .option('tls-key', { type: 'string', array: true, describe: 'private key (PEM) of the --tls-cert in the same position' })
+    .option('upstream-ca', { type: 'string', array: true, describe: 'CA certificate (PEM) trusted for https:// upstreams besides Node\'s store (repeatable)' })
     .option('route', { type: 'string', array: true, describe: '[HOST]/PATH=URL; =/PATH=URL for an exact match (repeatable)' })
     .option('config', { type: 'string', describe: 'JSON config file (see README); flags add to it' })
     .option('tunnel-timeout', { type: 'number', describe: 'idle WebSocket tunnel timeout, seconds (default 3600; 0 = none)' })
@@ -43,8 +52,9 @@ function parseArgs(argv: string[]): CliArgs {
     .option('connect-timeout', { type: 'number', describe: 'upstream connect timeout, seconds (default 5)' })
     .option('head-timeout', { type: 'number', describe: 'time to receive a request head, seconds (default 10)' })
     .option('max-connections', { type: 'number', describe: 'open client connections beyond which new ones get 503 (default 0: no limit)' })
-    .option('trusted-proxy', { type: 'string', array: true, describe: 'address or CIDR whose X-Forwarded-* are believed (repeatable; default loopback; "none" trusts nobody)' })
+    .option('trusted-proxy', { type: 'string', array: true, describe: 'address or CIDR whose X-Forwarded-* are believed (repeatable; default: nobody; 127.0.0.1 for a local front proxy)' })
     .option('drain-timeout', { type: 'number', default: 10, describe: 'on SIGTERM/SIGINT, seconds open tunnels may finish' })
+    .option('check', { type: 'boolean', default: false, describe: 'validate the config and flags, print "configuration ok" or every error, exit 0 or 2; binds nothing' })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe log level written to stderr' })
     .strict()
     .help()
@@ -73,7 +83,9 @@ function buildConfig(args: CliArgs): GatewayConfig {
     if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new ConfigError('--config', 'must hold a JSON object');
   }
   config = { ...config };
-  if (args.listen !== undefined) config.listen = args.listen;
+  const tlsListen = tlsListeners(args);
+  if (args.listen !== undefined || tlsListen.length > 0) config.listen = [...(args.listen ?? []), ...tlsListen];
+  if (args.upstreamCa !== undefined) config.upstreamTls = { ...config.upstreamTls, ca: args.upstreamCa };
   if (args.route !== undefined) {
     const fromFile = config.routes === undefined ? [] : Array.isArray(config.routes) ? config.routes : Object.entries(config.routes).map(([p, u]) => `${p}=${u}`);
     config.routes = [...fromFile, ...args.route];
@@ -89,6 +101,20 @@ function buildConfig(args: CliArgs): GatewayConfig {
   return config;
 }
 
+/** `--tls-listen` addresses, each serving every `--tls-cert` / `--tls-key` pair. */
+function tlsListeners(args: CliArgs): ListenConfig[] {
+  if (args.tlsListen === undefined) {
+    if ((args.tlsCert ?? args.tlsKey) !== undefined) throw new ConfigError('--tls-cert', 'needs --tls-listen');
+    return [];
+  }
+  const certs = args.tlsCert ?? [];
+  const keys = args.tlsKey ?? [];
+  if (certs.length === 0) throw new ConfigError('--tls-listen', 'needs --tls-cert and --tls-key');
+  if (certs.length !== keys.length) throw new ConfigError('--tls-key', `${certs.length} --tls-cert but ${keys.length} --tls-key: they pair in order`);
+  const certificates = certs.map((cert, i) => ({ cert, key: keys[i] }));
+  return args.tlsListen.map((address) => ({ address, tls: { certificates } }));
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(hideBin(process.argv));
   // Node's HTTP parser is the one internal wsgate cannot do without: say so in one line.
@@ -97,13 +123,14 @@ async function main(): Promise<void> {
     process.stderr.write(`wsgate: ${unavailable}\n`);
     process.exit(1);
   }
+  if (args.check) check(args);
   const logger = createStreamLogger(args.logLevel);
   let gateway: Gateway;
   try {
     gateway = createGateway({ ...buildConfig(args), logger });
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`wsgate: invalid config: ${err.message}\n`);
+      process.stderr.write(`wsgate: ${err.message}\n`);
       process.exit(2);
     }
     throw err;
@@ -111,7 +138,7 @@ async function main(): Promise<void> {
 
   try {
     for (const spec of gateway.config.listen) {
-      const address = await gateway.listen({ host: spec.host, port: spec.port });
+      const address = await gateway.listen({ host: spec.host, port: spec.port, tls: spec.tls === null ? undefined : { certificates: [...spec.tls.certificates] } });
       process.stdout.write(`listening on ${address.url.replace(/\/$/, '')}\n`);
     }
   } catch (err) {
@@ -141,6 +168,23 @@ async function main(): Promise<void> {
       logger.log('error', `reload failed, keeping the running config: ${(err as Error).message}`);
     }
   });
+}
+
+/** `--check` (nginx -t, haproxy -c): every problem, or `configuration ok`; exits 0 or 2 without binding anything. */
+function check(args: CliArgs): never {
+  let problems: string[];
+  try {
+    problems = validateConfig(buildConfig(args));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems = [err.problem];
+  }
+  if (problems.length === 0) {
+    process.stdout.write('configuration ok\n');
+    process.exit(0);
+  }
+  for (const problem of problems) process.stderr.write(`wsgate: invalid configuration: ${problem}\n`);
+  process.exit(2);
 }
 
 main().catch((err) => {

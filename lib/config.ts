@@ -1,20 +1,47 @@
 // The configuration model, its defaults and its validation. The CLI, the JSON
 // config file and the library all build the same `GatewayConfig`; `resolveConfig`
-// checks every field and throws a ConfigError naming the first bad one.
+// refuses any field the schema does not know (config-schema.ts), then checks
+// every value, and throws a ConfigError naming the first bad one.
 //
 // Times are in seconds (as nginx and the CLI flags give them); fractions are
 // allowed. A timeout of 0 disables it.
 
+import { unknownFields } from './config-schema.js';
+import { readFileSync } from 'node:fs';
 import { ConfigError } from './core/errors.js';
 import { describeBadValueChar, isFieldValue, isTargetText, isToken } from './http/field-syntax.js';
 import type { Logger } from './core/log.js';
+import { loadPair, type CertificatePair } from './listen/certificates.js';
 import { DEFAULT_TRUSTED_PROXIES, TrustedProxies, parseTrustedProxy } from './http/trusted-proxies.js';
+
+/** How wsgate talks TLS to an `https://` upstream. */
+export interface UpstreamTlsConfig {
+  /** CA certificates (files or PEM text) trusted besides Node's store. */
+  ca?: string | string[];
+  /** Verify the upstream's certificate and name. Default true. */
+  verify?: boolean;
+  /** The name sent as SNI and checked against the certificate. Default: the upstream URL's host. */
+  servername?: string;
+}
+
+/** A listen address with options: TLS (`wss://`, `https://`). */
+export interface ListenConfig {
+  /** `host:port`, `[v6]:port` or a port. */
+  address: string | number;
+  /** Serve TLS with these certificates; SNI picks one by its DNS names, the first is the default. */
+  tls?: { certificates: CertificatePair[] };
+}
 
 export interface LocationConfig {
   /** `/prefix/` (longest prefix wins) or `= /exact` (exact match, checked first). */
   path: string;
-  /** `http://host:port[/path]` (`ws://` is accepted as a synonym). With a path part, the matched prefix is replaced by it. */
+  /**
+   * `http://host:port[/path]` (`ws://` is a synonym), or `https://` (`wss://`) to talk TLS to the
+   * upstream. With a path part, the matched prefix is replaced by it.
+   */
   upstream: string;
+  /** TLS towards an `https://` upstream; fields not given come from the top-level `upstreamTls`. */
+  upstreamTls?: UpstreamTlsConfig;
   /** Proxy WebSocket upgrades on this location. Default true. */
   websocket?: boolean;
   /** Upstream silent while wsgate waits for or reads its response (nginx `proxy_read_timeout`). Default 60. */
@@ -49,8 +76,10 @@ export interface ServerConfig {
 export type TimeoutDefaults = Pick<LocationConfig, 'readTimeout' | 'sendTimeout' | 'tunnelTimeout' | 'connectTimeout'>;
 
 export interface GatewayConfig extends TimeoutDefaults {
-  /** Listen addresses `host:port`, `[::1]:port` or a bare port. Used by the CLI and by `listen()` without arguments. */
-  listen?: Array<string | number>;
+  /** Listen addresses `host:port`, `[::1]:port`, a bare port, or an object with TLS. Used by the CLI and by `listen()` without arguments. */
+  listen?: Array<string | number | ListenConfig>;
+  /** Defaults for every `https://` location's `upstreamTls` (the CLI's `--upstream-ca`). */
+  upstreamTls?: UpstreamTlsConfig;
   /** Full server/location table. */
   servers?: ServerConfig[];
   /** Shorthand, as `--route`: `[HOST]/path=URL` strings, or `{ "/path": URL }`. Merged into `servers`. */
@@ -75,7 +104,9 @@ export interface GatewayConfig extends TimeoutDefaults {
   upstreamMaxRequests?: number;
   /**
    * Peers (addresses and CIDRs) whose X-Forwarded-For, X-Real-IP, X-Forwarded-Proto/-Host and Forwarded are
-   * believed and appended to; from any other peer they are replaced. Default: loopback (`127.0.0.0/8`, `::1`).
+   * believed and appended to; from any other peer they are replaced. Default: nobody (as Caddy and Envoy).
+   * A local front proxy that forwards raw TCP or terminates TLS (stunnel, an L4 balancer) is trusted with
+   * `["127.0.0.1"]`.
    */
   trustedProxies?: string[];
   /** Refuse a 101 whose Sec-WebSocket-Accept does not match the key (RFC 6455 §4.1), with 502. Default true. */
@@ -88,7 +119,7 @@ export interface ResolvedLocation {
   readonly exact: boolean;
   /** The matched path (prefix or exact). */
   readonly path: string;
-  readonly upstream: { readonly host: string; readonly port: number; readonly path: string | null; readonly url: string; /** `host:port`: the pool key. */ readonly key: string };
+  readonly upstream: ResolvedUpstream;
   readonly websocket: boolean;
   readonly readTimeoutMs: number;
   readonly sendTimeoutMs: number;
@@ -101,6 +132,31 @@ export interface ResolvedLocation {
   readonly allowedOrigins: { readonly exact: ReadonlySet<string>; readonly hostSuffixes: readonly string[] } | null;
 }
 
+export interface ResolvedUpstream {
+  readonly host: string;
+  readonly port: number;
+  readonly path: string | null;
+  readonly url: string;
+  /** `host:port`, or `tls:host:port:servername` for a TLS upstream: the pool key. */
+  readonly key: string;
+  /** TLS towards it (`https://`, `wss://`), or null. */
+  readonly tls: ResolvedUpstreamTls | null;
+}
+
+export interface ResolvedUpstreamTls {
+  /** CA certificates besides Node's store, or null for Node's alone. */
+  readonly ca: readonly Buffer[] | null;
+  readonly verify: boolean;
+  readonly servername: string;
+}
+
+export interface ResolvedListen {
+  readonly host: string;
+  readonly port: number;
+  /** The certificates of a TLS listener (checked readable and matching), or null. */
+  readonly tls: { readonly certificates: readonly CertificatePair[] } | null;
+}
+
 export interface ResolvedServer {
   readonly names: readonly string[];
   readonly isDefault: boolean;
@@ -108,7 +164,7 @@ export interface ResolvedServer {
 }
 
 export interface ResolvedConfig {
-  readonly listen: ReadonlyArray<{ host: string; port: number }>;
+  readonly listen: readonly ResolvedListen[];
   readonly servers: readonly ResolvedServer[];
   readonly headTimeoutMs: number;
   readonly maxHeadSize: number;
@@ -142,7 +198,7 @@ export const DEFAULTS = {
 // Host: an IP literal or an RFC 3986 §3.2.2 reg-name (unreserved, sub-delims,
 // pct-encoded), as it is written as Host when the client sent none; the path is
 // checked by isTargetText (issue #6).
-const UPSTREAM_URL = /^(http|ws):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{1,5}))?(\/[^?#]*)?$/;
+const UPSTREAM_URL = /^(https?|wss?):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{1,5}))?(\/[^?#]*)?$/;
 const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
 
 function fail(field: string, detail: string): never {
@@ -185,21 +241,69 @@ export function parseListen(spec: string | number, field: string): { host: strin
   return { host: host || '0.0.0.0', port };
 }
 
-function parseUpstream(url: unknown, field: string): ResolvedLocation['upstream'] {
-  if (typeof url !== 'string') fail(field, 'must be a URL string like http://127.0.0.1:8080');
-  const m = UPSTREAM_URL.exec(url);
-  if (!m) fail(field, `expected http://HOST[:PORT][/PATH] (https upstreams are not supported), got ${JSON.stringify(url)}`);
-  if (m[4] !== undefined && !isTargetText(m[4])) {
-    fail(field, `the path must be visible ASCII (percent-encode anything else), got ${JSON.stringify(url)}`);
+function resolveListen(spec: string | number | ListenConfig, field: string): ResolvedListen {
+  if (typeof spec === 'string' || typeof spec === 'number') return { ...parseListen(spec, field), tls: null };
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) fail(field, `expected HOST:PORT, PORT or { "address": ... }, got ${JSON.stringify(spec)}`);
+  if (typeof spec.address !== 'string' && typeof spec.address !== 'number') fail(`${field}.address`, 'must be "host:port" or a port');
+  const address = parseListen(spec.address, `${field}.address`);
+  if (spec.tls === undefined) return { ...address, tls: null };
+  if (spec.tls === null || typeof spec.tls !== 'object' || !Array.isArray(spec.tls.certificates) || spec.tls.certificates.length === 0) {
+    fail(`${field}.tls.certificates`, 'must be a non-empty array of { "cert": FILE, "key": FILE }');
   }
-  const port = m[3] === undefined ? 80 : Number(m[3]);
-  if (port < 1 || port > 65535) fail(field, `port out of range: ${port}`);
-  let host = m[2];
-  if (host.startsWith('[')) host = host.slice(1, -1);
-  return { host, port, path: m[4] ?? null, url, key: `${host}:${port}` };
+  const certificates = spec.tls.certificates.map((pair, i) => {
+    const where = `${field}.tls.certificates[${i}]`;
+    if (pair === null || typeof pair !== 'object' || typeof pair.cert !== 'string' || typeof pair.key !== 'string') fail(where, 'must be { "cert": FILE, "key": FILE }');
+    loadPair(pair, where); // readable, a certificate, and its key: refused now, not at the first handshake
+    return { cert: pair.cert, key: pair.key };
+  });
+  return { ...address, tls: { certificates } };
 }
 
-function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: string): ResolvedLocation {
+function parseUpstream(url: unknown, tlsInput: UpstreamTlsConfig | undefined, defaults: UpstreamTlsConfig | undefined, field: string): ResolvedUpstream {
+  if (typeof url !== 'string') fail(`${field}.upstream`, 'must be a URL string like http://127.0.0.1:8080');
+  const m = UPSTREAM_URL.exec(url);
+  if (!m) fail(`${field}.upstream`, `expected http(s)://HOST[:PORT][/PATH], got ${JSON.stringify(url)}`);
+  if (m[4] !== undefined && !isTargetText(m[4])) {
+    fail(`${field}.upstream`, `the path must be visible ASCII (percent-encode anything else), got ${JSON.stringify(url)}`);
+  }
+  const secure = m[1] === 'https' || m[1] === 'wss';
+  const port = m[3] === undefined ? (secure ? 443 : 80) : Number(m[3]);
+  if (port < 1 || port > 65535) fail(`${field}.upstream`, `port out of range: ${port}`);
+  let host = m[2];
+  if (host.startsWith('[')) host = host.slice(1, -1);
+  if (!secure) {
+    if (tlsInput !== undefined) fail(`${field}.upstreamTls`, `only for an https:// upstream, not ${JSON.stringify(url)}`);
+    return { host, port, path: m[4] ?? null, url, key: `${host}:${port}`, tls: null };
+  }
+  const tls = resolveUpstreamTls({ ...defaults, ...tlsInput }, host, tlsInput !== undefined ? `${field}.upstreamTls` : 'upstreamTls');
+  return { host, port, path: m[4] ?? null, url, key: `tls:${host}:${port}:${tls.servername}`, tls };
+}
+
+function resolveUpstreamTls(input: UpstreamTlsConfig, host: string, field: string): ResolvedUpstreamTls {
+  if (input.verify !== undefined && typeof input.verify !== 'boolean') fail(`${field}.verify`, 'must be a boolean');
+  if (input.servername !== undefined && (typeof input.servername !== 'string' || !HOST_NAME.test(input.servername.toLowerCase()))) {
+    fail(`${field}.servername`, `must be a host name, got ${JSON.stringify(input.servername)}`);
+  }
+  let ca: Buffer[] | null = null;
+  if (input.ca !== undefined) {
+    const sources = Array.isArray(input.ca) ? input.ca : [input.ca];
+    ca = sources.map((source, i) => {
+      const where = Array.isArray(input.ca) ? `${field}.ca[${i}]` : `${field}.ca`;
+      if (typeof source !== 'string') fail(where, 'must be a file name or PEM text');
+      if (source.trimStart().startsWith('-----BEGIN')) return Buffer.from(source);
+      try {
+        return readFileSync(source);
+      } catch (err) {
+        return fail(where, `cannot read ${source}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+    });
+  }
+  // An IP literal is not sent as SNI (RFC 6066 §3); Node checks it against the certificate's IP names.
+  const servername = input.servername ?? host;
+  return { ca, verify: input.verify ?? true, servername };
+}
+
+function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults & { upstreamTls?: UpstreamTlsConfig }, field: string): ResolvedLocation {
   if (loc === null || typeof loc !== 'object') fail(field, 'must be an object');
   if (typeof loc.path !== 'string') fail(`${field}.path`, 'must be a string such as "/ws/" or "= /health"');
   let path = loc.path.trim();
@@ -211,7 +315,8 @@ function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults, field: 
   if (!path.startsWith('/') || !isTargetText(path) || /[?#%\\]/.test(path)) {
     fail(`${field}.path`, `must start with / and hold only visible ASCII without ?, #, % or \\, got ${JSON.stringify(loc.path)}`);
   }
-  const upstream = parseUpstream(loc.upstream, `${field}.upstream`);
+  if (loc.upstreamTls !== undefined && (loc.upstreamTls === null || typeof loc.upstreamTls !== 'object')) fail(`${field}.upstreamTls`, 'must be an object');
+  const upstream = parseUpstream(loc.upstream, loc.upstreamTls, defaults.upstreamTls, field);
   if (loc.websocket !== undefined && typeof loc.websocket !== 'boolean') fail(`${field}.websocket`, 'must be a boolean');
 
   const setHeaders: Array<[string, string]> = [];
@@ -313,8 +418,11 @@ function routesToServers(routes: GatewayConfig['routes']): ServerConfig[] {
 }
 
 export function resolveConfig(input: GatewayConfig): ResolvedConfig {
-  if (input === null || typeof input !== 'object') fail('config', 'must be an object');
-  const defaults: TimeoutDefaults = input;
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) fail('config', 'must be an object');
+  const unknown = unknownFields(input);
+  if (unknown.length > 0) throw unknown[0];
+  const defaults: TimeoutDefaults & { upstreamTls?: UpstreamTlsConfig } = input;
+  if (input.upstreamTls !== undefined && (input.upstreamTls === null || typeof input.upstreamTls !== 'object')) fail('upstreamTls', 'must be an object');
   for (const key of ['readTimeout', 'sendTimeout', 'tunnelTimeout', 'connectTimeout'] as const) {
     seconds(input[key], key, DEFAULTS[key]);
   }
@@ -353,8 +461,8 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
   if (defaultCount > 1) fail('servers', 'more than one server is marked default');
   if (defaultCount === 0) servers[0] = { ...servers[0], isDefault: true };
 
-  if (input.listen !== undefined && !Array.isArray(input.listen)) fail('listen', 'must be an array of "host:port" strings or ports');
-  const listen = (input.listen ?? []).map((spec, i) => parseListen(spec, `listen[${i}]`));
+  if (input.listen !== undefined && !Array.isArray(input.listen)) fail('listen', 'must be an array of "host:port" strings, ports or listen objects');
+  const listen = (input.listen ?? []).map((spec, i) => resolveListen(spec, `listen[${i}]`));
   if (input.checkWebSocketAccept !== undefined && typeof input.checkWebSocketAccept !== 'boolean') {
     fail('checkWebSocketAccept', 'must be a boolean');
   }
@@ -384,4 +492,22 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     upstreamMaxRequests: positiveInt(input.upstreamMaxRequests, 'upstreamMaxRequests', DEFAULTS.upstreamMaxRequests),
     logger,
   };
+}
+
+/**
+ * Everything wrong with `input`: every unknown field, then the first bad
+ * value (values are checked in order, and a later one may depend on an
+ * earlier). Empty when resolveConfig accepts it.
+ */
+export function validateConfig(input: GatewayConfig): string[] {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) return ['config: must be an object'];
+  const problems = unknownFields(input).map((err) => err.problem);
+  if (problems.length > 0) return problems;
+  try {
+    resolveConfig(input);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    problems.push(err.problem);
+  }
+  return problems;
 }

@@ -4,8 +4,10 @@
 
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
-import net from 'node:net';
-import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig } from './config.js';
+import type net from 'node:net';
+import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig, type ResolvedListen } from './config.js';
+import type { CertificatePair } from './listen/certificates.js';
+import { Listeners, type ListenAddress } from './listen/listeners.js';
 import { Connection, type ConnectionHost } from './proxy/connection.js';
 import { ConnState } from './proxy/connection-state.js';
 import type { TunnelRegistry } from './proxy/exchange.js';
@@ -22,13 +24,6 @@ import { Router, type RouteMatch } from './http/router.js';
 import { TimerWheel } from './core/timer-wheel.js';
 import type { Tunnel, TunnelCloseReason } from './tunnel/tunnel.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream/pool.js';
-
-export interface ListenAddress {
-  readonly host: string;
-  readonly port: number;
-  /** `http://host:port/` */
-  readonly url: string;
-}
 
 export interface TunnelInfo {
   readonly id: number;
@@ -68,6 +63,8 @@ export interface GatewayStats {
   readonly bytesToDownstream: number;
   /** Errors thrown while handling a connection (bugs, contained: each ended only its own connection). */
   readonly internalErrors: number;
+  /** TLS handshakes that failed on the TLS listeners (old protocol versions, bad certificates, scanners). */
+  readonly tlsHandshakeFailures: number;
   /** The fast paths below Node's public API in effect in this process (io/node-internals.ts). */
   readonly fastPaths: FastPaths;
 }
@@ -94,8 +91,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   readonly pool: UpstreamPool;
   #config: ResolvedConfig;
   #router: Router;
-  #servers: net.Server[] = [];
-  #addresses: ListenAddress[] = [];
+  readonly #listeners = new Listeners({
+    accepted: (socket) => this.#accepted(socket),
+    failed: (err) => this.#emitError(err),
+    handshakeFailed: (err, socket) => this.#handshakeFailed(err, socket),
+  });
   #connections = new Set<Connection>();
   #tunnels = new Map<Tunnel, TunnelInfo>();
   #closing: Promise<void> | null = null;
@@ -124,9 +124,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         },
       },
       {
-        descriptorsReserved: () => this.#servers.length + 2 * (this.#connections.size + this.#tunnels.size) + this.pool.idleCount + this.#refusals.open,
+        descriptorsReserved: () => this.#listeners.count + 2 * (this.#connections.size + this.#tunnels.size) + this.pool.idleCount + this.#refusals.open,
         descriptorsHeld: () => {
-          let held = this.#servers.length + 2 * this.#tunnels.size + this.pool.idleCount + this.#refusals.open;
+          let held = this.#listeners.count + 2 * this.#tunnels.size + this.pool.idleCount + this.#refusals.open;
           for (const conn of this.#connections) held += conn.exchange === null ? 1 : 2;
           return held;
         },
@@ -144,29 +144,35 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
 
   /** Addresses listened on so far. */
   get addresses(): readonly ListenAddress[] {
-    return this.#addresses;
+    return this.#listeners.addresses;
   }
 
   /**
    * Listens on one address: `listen(port, host?)`, `listen('host:port')` or
-   * `listen({ port, host })`. Without arguments, listens on every `config.listen`
+   * `listen({ port, host, tls? })` (`tls: { certificates: [{ cert, key }] }`:
+   * files or PEM text). Without arguments, listens on every `config.listen`
    * address (127.0.0.1:8000 when there is none). Resolves to the (first) bound address.
    */
-  async listen(spec?: number | string | { port?: number; host?: string }, host?: string): Promise<ListenAddress> {
+  async listen(spec?: number | string | { port?: number; host?: string; tls?: { certificates: CertificatePair[] } }, host?: string): Promise<ListenAddress> {
     if (this.#closing) throw new Error('gateway is closed');
-    let targets: Array<{ host: string; port: number }>;
+    let targets: ResolvedListen[];
     if (spec === undefined) {
-      targets = this.#config.listen.length > 0 ? [...this.#config.listen] : [{ host: '127.0.0.1', port: 8000 }];
+      targets = this.#config.listen.length > 0 ? [...this.#config.listen] : [{ host: '127.0.0.1', port: 8000, tls: null }];
     } else if (typeof spec === 'number') {
-      targets = [{ host: host ?? '127.0.0.1', port: spec }];
+      targets = [{ host: host ?? '127.0.0.1', port: spec, tls: null }];
     } else if (typeof spec === 'string') {
-      targets = [parseListen(spec, 'listen')];
+      targets = [{ ...parseListen(spec, 'listen'), tls: null }];
     } else {
-      targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0 }];
+      targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0, tls: spec.tls ?? null }];
     }
     await this.#probe();
     const bound: ListenAddress[] = [];
-    for (const target of targets) bound.push(await this.#listenOne(target.host, target.port));
+    for (const target of targets) {
+      const tls = target.tls === null ? null : { certificates: target.tls.certificates, handshakeTimeoutMs: this.#config.headTimeoutMs };
+      const entry = await this.#listeners.open(target.host, target.port, tls);
+      this.emit('listening', entry);
+      bound.push(entry);
+    }
     return bound[0];
   }
 
@@ -183,30 +189,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#log('info', describeFastPaths());
   }
 
-  #listenOne(host: string, port: number): Promise<ListenAddress> {
-    // Paused: withPooledReads re-creates each socket to read into pooled buffers.
-    const server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#accepted(socket));
-    server.on('error', (err) => this.#emitError(err));
-    return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(err);
-      server.once('error', onError);
-      server.listen({ host, port }, () => {
-        server.removeListener('error', onError);
-        const address = server.address() as net.AddressInfo;
-        const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-        const entry: ListenAddress = { host: address.address, port: address.port, url: `http://${shownHost}:${address.port}/` };
-        this.#servers.push(server);
-        this.#addresses.push(entry);
-        this.emit('listening', entry);
-        resolve(entry);
-      });
-    });
-  }
-
-  /** A new connection on one of our listeners; nothing it does may throw into the server. */
+  /** A new connection on one of our listeners (a TLS one after its handshake); nothing it does may throw into the server. */
   #accepted(socket: net.Socket): void {
     try {
-      this.handleSocket(withPooledReads(socket, TurnWriteSocket));
+      // A TLS socket reads through its TLSWrap: no pooled reads for it.
+      this.handleSocket((socket as { encrypted?: boolean }).encrypted ? socket : withPooledReads(socket, TurnWriteSocket));
     } catch (err) {
       this.#internalErrors++;
       this.#log('error', `cannot set up a connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL' });
@@ -274,14 +261,39 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /** New connections use `config` from now on; open connections and tunnels keep what they started with. */
+  /**
+   * New connections use `config` from now on; open connections and tunnels
+   * keep what they started with. TLS listeners re-read their certificates
+   * (the `config.listen` entry with the same host and port as asked when it
+   * was opened): new handshakes use them. A config that does not resolve
+   * (a bad certificate included) throws, and nothing changes.
+   */
   reload(config: GatewayConfig): void {
     const resolved = resolveConfig(config);
     const router = new Router(resolved);
+    const errors = this.#listeners.reloadCertificates((asked) => {
+      const entry = resolved.listen.find((l) => l.tls !== null && l.port === asked.port && l.host === asked.host);
+      return entry?.tls?.certificates ?? null;
+    });
+    for (const err of errors) this.#log('error', err.message, { code: 'WSG_ERR_CONFIG' });
     this.#config = resolved;
     this.#router = router;
     this.pool.options = poolOptions(resolved);
     this.#log('info', 'config reloaded', { servers: resolved.servers.length });
   }
+
+  /** TLS handshakes that fail: counted, and logged at most once a second (scanners make many). */
+  #handshakeFailed(err: Error, socket: net.Socket): void {
+    this.#tlsHandshakeFailures++;
+    const now = Date.now();
+    if (now - this.#lastHandshakeLog < 1000) return;
+    this.#lastHandshakeLog = now;
+    const code = (err as NodeJS.ErrnoException).code;
+    this.#log('info', `TLS handshake failed: ${err.message}`, { code, remote: socket.remoteAddress, failures: this.#tlsHandshakeFailures });
+  }
+
+  #tlsHandshakeFailures = 0;
+  #lastHandshakeLog = 0;
 
   stats(): GatewayStats {
     let up = this.#closedBytesToUpstream;
@@ -298,6 +310,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       bytesToUpstream: up,
       bytesToDownstream: down,
       internalErrors: this.#internalErrors,
+      tlsHandshakeFailures: this.#tlsHandshakeFailures,
       fastPaths: fastPaths(),
     };
   }
@@ -310,9 +323,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     if (this.#closing) return this.#closing;
     const drainMs = options.drainMs ?? 10_000;
     this.#closing = new Promise<void>((resolve) => {
-      let serversOpen = this.#servers.length;
+      let listening = true;
       const maybeDone = () => {
-        if (serversOpen === 0 && this.#connections.size === 0 && this.#tunnels.size === 0) {
+        if (!listening && this.#connections.size === 0 && this.#tunnels.size === 0) {
           clearTimeout(deadline);
           this.removeListener('tunnelClose', maybeDone);
           this.#afterConnectionClose = null;
@@ -320,12 +333,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
           resolve();
         }
       };
-      for (const server of this.#servers) {
-        server.close(() => {
-          serversOpen--;
-          maybeDone();
-        });
-      }
+      this.#listeners.close(() => {
+        listening = false;
+        maybeDone();
+      });
       this.pool.close();
       // Connections between requests (or still waiting for their first head) close now;
       // those in an exchange finish it and then close instead of keeping alive.

@@ -5,10 +5,10 @@ export type {
   ConnectionErrorInfo,
   GatewayEvents,
   GatewayStats,
-  ListenAddress,
   TunnelCloseInfo,
   TunnelInfo,
 } from './gateway.js';
+export type { ListenAddress } from './listen/listeners.js';
 export { DEFAULTS, resolveConfig } from './config.js';
 export type { GatewayConfig, LocationConfig, ServerConfig } from './config.js';
 export { ConfigError, ERROR_CODES, WsgateError } from './core/errors.js';

@@ -1,46 +1,12 @@
 // The CLI contract, run as a child process exactly as users and scripts run it.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { answeringUpstream, rawExchange, wsEcho } from './helpers/net.js';
-
-const CLI = fileURLToPath(new URL('../dist/lib/cli.js', import.meta.url));
-
-function run(args: string[], nodeFlags: string[] = []): { child: ChildProcess; stdout: () => string; stderr: () => string } {
-  const child = spawn(process.execPath, [...nodeFlags, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (err += d));
-  return { child, stdout: () => out, stderr: () => err };
-}
-
-async function exitOf(child: ChildProcess): Promise<number | null> {
-  if (child.exitCode !== null) return child.exitCode;
-  const [code] = await once(child, 'exit');
-  return code as number | null;
-}
-
-/** Starts the daemon and resolves with the ports it printed. */
-async function startDaemon(t: { teardown(fn: () => unknown): void }, args: string[], nodeFlags: string[] = []) {
-  const proc = run(args, nodeFlags);
-  t.teardown(() => {
-    if (proc.child.exitCode === null) proc.child.kill('SIGKILL');
-  });
-  const deadline = Date.now() + 10_000;
-  while (!/listening on/.test(proc.stdout())) {
-    if (proc.child.exitCode !== null || Date.now() > deadline) throw new Error(`daemon did not start: ${proc.stderr()}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  await new Promise((r) => setTimeout(r, 50));
-  const ports = [...proc.stdout().matchAll(/listening on http:\/\/[^:]+:(\d+)/g)].map((m) => Number(m[1]));
-  return { ...proc, ports };
-}
+import { spawnCli, startCli } from './helpers/faults.js';
 
 async function echoVia(port: number, path: string, text: string): Promise<string> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`);
@@ -55,7 +21,7 @@ async function echoVia(port: number, path: string, text: string): Promise<string
 t.test('wsgate --listen --route proxies WebSockets and HTTP, prints one line per listener', async (t) => {
   const echo = await wsEcho(t);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
-  const d = await startDaemon(t, [
+  const d = await startCli(t, [
     '--listen', '127.0.0.1:0', '--listen', '127.0.0.1:0',
     '--route', `/ws/=http://127.0.0.1:${echo.port}`,
     '--route', `/=http://127.0.0.1:${page.port}`,
@@ -67,24 +33,24 @@ t.test('wsgate --listen --route proxies WebSockets and HTTP, prints one line per
   const res = await rawExchange(d.ports[0], 'GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n');
   t.match(res.text, /\r\n\r\npage$/);
   d.child.kill('SIGTERM');
-  t.equal(await exitOf(d.child), 0, 'SIGTERM: graceful exit 0');
+  t.equal(await d.exit, 0, 'SIGTERM: graceful exit 0');
 });
 
 t.test('HOST/path routes select a server by Host', async (t) => {
   const a = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA');
   const b = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB');
-  const d = await startDaemon(t, ['--listen', '127.0.0.1:0', '--route', `a.test/=http://127.0.0.1:${a.port}`, '--route', `/=http://127.0.0.1:${b.port}`]);
+  const d = await startCli(t, ['--listen', '127.0.0.1:0', '--route', `a.test/=http://127.0.0.1:${a.port}`, '--route', `/=http://127.0.0.1:${b.port}`]);
   const viaA = await rawExchange(d.ports[0], 'GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
   const viaB = await rawExchange(d.ports[0], 'GET / HTTP/1.1\r\nHost: other\r\n\r\n');
   t.ok(viaA.text.endsWith('A'));
   t.ok(viaB.text.endsWith('B'));
   d.child.kill('SIGINT');
-  t.equal(await exitOf(d.child), 0, 'SIGINT: graceful exit 0');
+  t.equal(await d.exit, 0, 'SIGINT: graceful exit 0');
 });
 
 t.test('SIGTERM drains: an open tunnel works until the drain deadline, then exit 0', async (t) => {
   const echo = await wsEcho(t);
-  const d = await startDaemon(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${echo.port}`, '--drain-timeout', '1']);
+  const d = await startCli(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${echo.port}`, '--drain-timeout', '1']);
   const ws = new WebSocket(`ws://127.0.0.1:${d.ports[0]}/`);
   await once(ws, 'open');
   const closed = once(ws, 'close');
@@ -94,7 +60,7 @@ t.test('SIGTERM drains: an open tunnel works until the drain deadline, then exit
   ws.send('still draining');
   t.equal(await got, 'still draining');
   const started = Date.now();
-  t.equal(await exitOf(d.child), 0);
+  t.equal(await d.exit, 0);
   await closed;
   t.ok(Date.now() - started < 3000);
 });
@@ -107,7 +73,7 @@ t.test('--config loads JSON; SIGHUP reloads it and keeps open tunnels', async (t
   const dir = mkdtempSync(join(tmpdir(), 'wsgate-cli-'));
   const file = join(dir, 'wsgate.json');
   writeFileSync(file, JSON.stringify({ listen: ['127.0.0.1:0'], servers: [{ locations: [{ path: '/', upstream: `http://127.0.0.1:${first.port}` }] }] }));
-  const d = await startDaemon(t, ['--config', file]);
+  const d = await startCli(t, ['--config', file]);
   const port = d.ports[0];
   const open = new WebSocket(`ws://127.0.0.1:${port}/`);
   await once(open, 'open');
@@ -127,7 +93,7 @@ t.test('--config loads JSON; SIGHUP reloads it and keeps open tunnels', async (t
   t.equal(await echoVia(port, '/', 'z'), 'second:z');
   open.terminate();
   d.child.kill('SIGTERM');
-  t.equal(await exitOf(d.child), 0);
+  t.equal(await d.exit, 0);
 });
 
 t.test('bad flags and bad config exit 2 with a clear message', async (t) => {
@@ -146,15 +112,15 @@ t.test('bad flags and bad config exit 2 with a clear message', async (t) => {
     [['--config', badFile], /servers\[0\]\.locations\[0\]\.readTimeout/],
   ];
   for (const [args, message] of cases) {
-    const p = run(args);
-    t.equal(await exitOf(p.child), 2, `exit 2 for ${args.join(' ')}`);
+    const p = spawnCli(t, args);
+    t.equal(await p.exit, 2, `exit 2 for ${args.join(' ')}`);
     t.match(p.stderr(), message);
   }
 });
 
 t.test('--help documents the contract', async (t) => {
-  const p = run(['--help']);
-  t.equal(await exitOf(p.child), 0);
+  const p = spawnCli(t, ['--help']);
+  t.equal(await p.exit, 0);
   for (const flag of ['--listen', '--route', '--tunnel-timeout', '--read-timeout', '--send-timeout', '--connect-timeout', '--config']) {
     t.match(p.stdout(), flag);
   }
@@ -162,14 +128,14 @@ t.test('--help documents the contract', async (t) => {
 
 t.test('a port already in use exits 1 with the reason', async (t) => {
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
-  const p = run(['--listen', `127.0.0.1:${page.port}`, '--route', '/=http://127.0.0.1:1']);
-  t.equal(await exitOf(p.child), 1);
+  const p = spawnCli(t, ['--listen', `127.0.0.1:${page.port}`, '--route', '/=http://127.0.0.1:1']);
+  t.equal(await p.exit, 1);
   t.match(p.stderr(), /EADDRINUSE/);
 });
 
 t.test('--trusted-proxy none replaces forwarding fields; --insecure-http-parser does not loosen the head reader', async (t) => {
   const upstream = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-  const d = await startDaemon(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${upstream.port}`, '--trusted-proxy', 'none'], ['--insecure-http-parser']);
+  const d = await startCli(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${upstream.port}`, '--trusted-proxy', 'none'], { nodeFlags: ['--insecure-http-parser'] });
   const ok = await rawExchange(d.ports[0], 'GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n');
   t.match(ok.text, /^HTTP\/1\.1 200 /);
   t.match(upstream.text(0), /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/, 'the spoofed chain is replaced');
@@ -178,5 +144,37 @@ t.test('--trusted-proxy none replaces forwarding fields; --insecure-http-parser 
   t.match(bad.text, /^HTTP\/1\.1 400 /, 'still strict');
   t.equal(upstream.received.length, 1, 'the lenient-only request never reached the upstream');
   d.child.kill('SIGTERM');
-  t.equal(await exitOf(d.child), 0);
+  t.equal(await d.exit, 0);
+});
+
+t.test('--check: "configuration ok" or every problem, exit 0 or 2, and nothing bound (issue #15)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-check-'));
+  const good = join(dir, 'good.json');
+  writeFileSync(good, JSON.stringify({ $schema: '../wsgate.schema.json', servers: [{ locations: [{ path: '/', upstream: 'http://127.0.0.1:1', tunnelTimeout: 5 }] }] }));
+  const typos = join(dir, 'typos.json');
+  writeFileSync(typos, JSON.stringify({ readTimout: 3, servers: [{ locations: [{ path: '/', upstream: 'http://127.0.0.1:1', tunelTimeout: 5 }] }] }));
+  // A port already taken: a --check that bound it would fail with exit 1.
+  const taken = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+
+  const ok = spawnCli(t, ['--check', '--config', good, '--listen', `127.0.0.1:${taken.port}`]);
+  t.equal(await ok.exit, 0, 'good config: exit 0');
+  t.equal(ok.stdout(), 'configuration ok\n');
+
+  const bad = spawnCli(t, ['--check', '--config', typos]);
+  t.equal(await bad.exit, 2, 'typos: exit 2');
+  t.equal(
+    bad.stderr(),
+    'wsgate: invalid configuration: readTimout: unknown field (did you mean readTimeout?)\n' +
+      'wsgate: invalid configuration: servers[0].locations[0].tunelTimeout: unknown field (did you mean tunnelTimeout?)\n',
+  );
+  t.equal(bad.stdout(), '', 'no "configuration ok"');
+
+  const flags = spawnCli(t, ['--check', '--route', '/=http://127.0.0.1:1', '--listen', 'nowhere']);
+  t.equal(await flags.exit, 2, 'a bad flag value: exit 2');
+  t.match(flags.stderr(), /listen\[0\]: expected HOST:PORT/);
+
+  // Starting (not checking) with a typo is refused the same way, before anything is bound.
+  const start = spawnCli(t, ['--config', typos, '--listen', `127.0.0.1:${taken.port}`]);
+  t.equal(await start.exit, 2, 'the daemon refuses a typo: exit 2');
+  t.match(start.stderr(), /^wsgate: invalid configuration: readTimout: unknown field \(did you mean readTimeout\?\)\n$/);
 });

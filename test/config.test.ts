@@ -49,8 +49,8 @@ t.test('defaults: every field documented in DEFAULTS, and the rest', async (t) =
   t.equal(c.upstreamIdleTimeoutMs, 60_000);
   t.equal(c.upstreamMaxRequests, 1000);
   t.equal(c.logger, null);
-  t.ok(c.trustedProxies.contains('127.0.0.1') && c.trustedProxies.contains('127.9.9.9') && c.trustedProxies.contains('::1'), 'loopback trusted');
-  t.notOk(c.trustedProxies.contains('10.0.0.1'), 'nobody else');
+  // issue #15: nobody is trusted by default, loopback included
+  for (const peer of ['127.0.0.1', '127.9.9.9', '::1', '10.0.0.1']) t.notOk(c.trustedProxies.contains(peer), `${peer} not trusted by default`);
   const l = c.servers[0].locations[0];
   t.equal(l.websocket, true);
   t.equal(l.readTimeoutMs, 60_000);
@@ -148,7 +148,6 @@ const BAD: Array<[string, unknown, string]> = [
   ['a route with an ftp upstream', { routes: ['/ws/=ftp://x'] }, 'routes[0]'],
   ['a route path without /', { routes: ['ws=http://x:1'] }, 'routes[0]'],
   ['a route object whose URL is a number', { routes: { '/x': 5 } }, 'routes[0]'],
-  ['a route with an https upstream', { routes: ['/=https://a:1'] }, 'routes[0].upstream'],
   ['a route with upstream port 0', { routes: ['/=http://a:1', '/x=http://b:0'] }, 'routes[1].upstream'],
   ['a route with an invalid host name', { routes: ['bad_host/=http://a:1'] }, 'routes[0]'],
   ['the same host-less route twice', { routes: ['/=http://a:1', '/=http://b:1'] }, 'routes[1]'],
@@ -176,7 +175,7 @@ const BAD: Array<[string, unknown, string]> = [
   ['a duplicate prefix location (after trimming)', { servers: [{ locations: [{ path: '/x', upstream: 'http://a:1' }, { path: ' /x ', upstream: 'http://a:1' }] }] }, 'servers[0].locations[1].path'],
   ['a duplicate exact location', { servers: [{ locations: [{ path: '= /x', upstream: 'http://a:1' }, { path: '=/x', upstream: 'http://a:1' }] }] }, 'servers[0].locations[1].path'],
   ['an upstream that is not a string', loc({ upstream: 8080 }), 'servers[0].locations[0].upstream'],
-  ['an https upstream', loc({ upstream: 'https://a:1' }), 'servers[0].locations[0].upstream'],
+  ['an ftp upstream', loc({ upstream: 'ftp://a:1' }), 'servers[0].locations[0].upstream'],
   ['an upstream with a query', loc({ upstream: 'http://a:1/x?y' }), 'servers[0].locations[0].upstream'],
   ['an upstream with userinfo', loc({ upstream: 'http://u@a:1' }), 'servers[0].locations[0].upstream'],
   ['an upstream port past 65535', loc({ upstream: 'http://a:65536' }), 'servers[0].locations[0].upstream'],
@@ -267,8 +266,20 @@ t.test('upstream URLs: host, port (80 by default), path, url and pool key', asyn
   ];
   for (const [url, host, port, path, key] of cases) {
     const { upstream } = resolveConfig(loc({ upstream: url })).servers[0].locations[0];
-    t.same(upstream, { host, port, path, url, key }, url);
+    t.same(upstream, { host, port, path, url, key, tls: null }, url);
   }
+  // issue #15: https:// (wss:// a synonym) talks TLS, port 443 by default, verified, SNI from the host
+  const tlsCases: Array<[string, string, number, string]> = [
+    ['https://api.internal', 'api.internal', 443, 'tls:api.internal:443:api.internal'],
+    ['wss://b:8443/x', 'b', 8443, 'tls:b:8443:b'],
+  ];
+  for (const [url, host, port, key] of tlsCases) {
+    const { upstream } = resolveConfig(loc({ upstream: url })).servers[0].locations[0];
+    t.same(upstream, { host, port, path: url.endsWith('/x') ? '/x' : null, url, key, tls: { ca: null, verify: true, servername: host } }, url);
+  }
+  const own = resolveConfig(loc({ upstream: 'https://10.0.0.5:9443', upstreamTls: { servername: 'api.example.com', verify: false } })).servers[0].locations[0].upstream;
+  t.same(own.tls, { ca: null, verify: false, servername: 'api.example.com' }, 'upstreamTls fields');
+  t.equal(own.key, 'tls:10.0.0.5:9443:api.example.com', 'the pool keeps connections per SNI name');
 });
 
 t.test('locations: prefix or exact (= /path, trimmed); setHeaders also remove the client\'s field', async (t) => {
@@ -333,7 +344,7 @@ t.test('parseRoute splits [HOST]/PATH=URL; =/PATH is exact', async (t) => {
     ['=/health=http://a:1', null, '= /health', 'http://a:1'],
     ['h.test=/x=http://a:1', 'h.test=', '/x', 'http://a:1'], // the host part is whatever precedes the first /
     ['/a=b=http://a:1', null, '/a=b', 'http://a:1'], // = inside the path: the URL starts at the scheme
-    ['/=https://a:1', null, '/', 'https://a:1'], // parsed here; refused as an upstream later
+    ['/=https://a:1', null, '/', 'https://a:1'], // a TLS upstream (issue #15)
   ];
   for (const [spec, host, path, upstream] of cases) t.same(parseRoute(spec, 'r'), { host, path, upstream }, spec);
   for (const spec of ['/x', 'x=http://a:1', '/x=a:1', '']) {
@@ -373,7 +384,7 @@ t.test('parseListen: HOST:PORT, [v6]:PORT, :PORT or a bare port; no host is 0.0.
     t.equal(err?.field, 'listen[2]');
     t.equal(err?.message, `invalid configuration: listen[2]: ${detail}`);
   }
-  t.same(resolveConfig({ ...ROUTES, listen: [8080, '[::1]:9090'] }).listen, [{ host: '0.0.0.0', port: 8080 }, { host: '::1', port: 9090 }]);
+  t.same(resolveConfig({ ...ROUTES, listen: [8080, '[::1]:9090'] }).listen, [{ host: '0.0.0.0', port: 8080, tls: null }, { host: '::1', port: 9090, tls: null }]);
 });
 
 t.test('trustedProxies: [] trusts nobody, entries replace the loopback default', async (t) => {

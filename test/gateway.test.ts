@@ -47,7 +47,7 @@ t.test('config errors throw a ConfigError naming the field', async (t) => {
     [{ routes: ['/ws/=ftp://x'] }, 'routes[0]'],
     [{ routes: ['ws=http://x:1'] }, 'routes[0]'],
     [{ servers: [{ locations: [{ path: 'ws', upstream: 'http://a:1' }] }] }, 'servers[0].locations[0].path'],
-    [{ servers: [{ locations: [{ path: '/', upstream: 'https://a:1' }] }] }, 'servers[0].locations[0].upstream'],
+    [{ servers: [{ locations: [{ path: '/', upstream: 'ftp://a:1' }] }] }, 'servers[0].locations[0].upstream'],
     [{ servers: [{ locations: [{ path: '/', upstream: 'http://a:1', tunnelTimeout: -1 }] }] }, 'servers[0].locations[0].tunnelTimeout'],
     [{ servers: [{ locations: [{ path: '/', upstream: 'http://a:1', setHeaders: { X: 'a\r\nB: c' } }] }] }, 'servers[0].locations[0].setHeaders.X'],
     [{ servers: [{ locations: [{ path: '/', upstream: 'http://a:1', removeHeaders: ['bad name'] }] }] }, 'servers[0].locations[0].removeHeaders[0]'],

@@ -1,5 +1,5 @@
 // The folder list of lib/ is the architecture, and imports run one way:
-//   lib/ (face, config, gateway) -> proxy/ -> http/, upstream/, tunnel/, limits/ -> io/ -> core/
+//   lib/ (face, config, gateway) -> listen/, proxy/ -> http/, upstream/, tunnel/, limits/ -> io/ -> core/
 // A file may import its own folder and any folder below it, never one above
 // it or a sibling layer (the tunnel knows nothing of HTTP), and no import
 // cycle exists anywhere. The one exception: the config model's types
@@ -14,6 +14,7 @@ const LIB = fileURLToPath(new URL('../lib/', import.meta.url));
 /** Layer rank per folder: an import must go to the same folder or a higher rank. */
 const RANK: Record<string, number> = {
   '.': 0,
+  listen: 1,
   proxy: 1,
   http: 2,
   upstream: 2,

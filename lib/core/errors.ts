@@ -56,9 +56,17 @@ export class WsgateError extends Error {
 /** A configuration error names the offending field, e.g. `servers[0].locations[1].upstream`. */
 export class ConfigError extends WsgateError {
   readonly field: string;
+  /** What is wrong with it. */
+  readonly detail: string;
   constructor(field: string, detail: string) {
     super('WSG_ERR_CONFIG', `${field}: ${detail}`);
     this.name = 'ConfigError';
     this.field = field;
+    this.detail = detail;
+  }
+
+  /** `field: detail`, as `wsgate --check` lists it. */
+  get problem(): string {
+    return `${this.field}: ${this.detail}`;
   }
 }

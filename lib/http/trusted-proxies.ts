@@ -48,7 +48,13 @@ export class TrustedProxies {
 }
 
 /** Loopback: a TLS terminator or load balancer on the same host. `[]` trusts nobody. */
-export const DEFAULT_TRUSTED_PROXIES: readonly string[] = ['127.0.0.0/8', '::1'];
+/**
+ * Nobody, by default (Caddy and Envoy do the same): behind anything local that
+ * forwards raw TCP (stunnel, an SSH or cloud tunnel agent, an L4 balancer on
+ * the same host) every client would arrive from loopback, and any client's own
+ * X-Forwarded-For would be believed.
+ */
+export const DEFAULT_TRUSTED_PROXIES: readonly string[] = [];
 
 /** `10.0.0.0/8`, `::1`, `2001:db8::/32`; null when `entry` is neither an address nor a CIDR. */
 export function parseTrustedProxy(entry: string): { address: string; prefix: number | null; family: 'ipv4' | 'ipv6' } | null {

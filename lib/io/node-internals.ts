@@ -227,9 +227,10 @@ export interface PendingWrite {
 
 type HandleSocket = net.Socket & { _handle?: StreamHandle | null };
 
-/** The socket's handle when handle writes are on and it has one; else null. */
+/** The socket's handle when handle writes are on and it has one (a plain TCP socket); else null. */
 export function writableHandle(socket: net.Socket): StreamHandle | null {
-  if (current.handleWrites === 'off') return null;
+  // A TLS socket's handle takes plaintext to encrypt; the probe checked plain TCP handles only.
+  if (current.handleWrites === 'off' || (socket as { encrypted?: boolean }).encrypted === true) return null;
   return (socket as HandleSocket)._handle ?? null;
 }
 

@@ -4,11 +4,9 @@
 //                                                                +-> TUNNEL (valid 101)
 //                                                                +-> LINGERING -> CLOSED
 //
-// llhttp reads every request on the connection in order; requests that arrive
-// while one is being proxied (pipelining) wait in a queue, parsed, and are
-// answered in order (RFC 9112 §9.3.2). Reading pauses while one waits, so the
-// queue holds at most what one socket read brought. A bad head is answered
-// with a prebuilt 4xx and `Connection: close`. Nothing here throws to the
+// The requests it reads wait in its Pipeline (pipeline.ts) and are served one
+// at a time, in order. A bad head is answered with a prebuilt 4xx and
+// `Connection: close`. Nothing here throws to the
 // caller: every failure becomes an answer (or a cut connection) and a log line.
 
 import type net from 'node:net';
@@ -17,8 +15,9 @@ import { LocalAnswer, admitRequest } from '../http/admission.js';
 import { WsgateError } from '../core/errors.js';
 import { ConnState, ConnTimeout, nextState } from './connection-state.js';
 import { Exchange, type ExchangeContext, type ExchangeOwner, type TunnelRegistry } from './exchange.js';
-import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
-import { PendingRequest } from './pending-request.js';
+import type { ParsedHead } from '../http/head-reader.js';
+import { Pipeline, type PipelineOwner } from './pipeline.js';
+import type { PendingRequest } from './pending-request.js';
 import { guard } from '../core/guard.js';
 import { kConnection, ownerOfSocket } from '../io/socket-fields.js';
 import { errorResponse } from '../core/responses.js';
@@ -47,7 +46,7 @@ const LINGER_MS = 5000;
 
 type DownstreamSocket = net.Socket & { [kConnection]: Connection };
 
-export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner {
+export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
   readonly host: ConnectionHost;
   readonly socket: DownstreamSocket;
   /** Config and routes as they were when this connection arrived; a reload does not touch it. */
@@ -63,13 +62,10 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   head: ParsedHead | null = null;
   exchange: Exchange | null = null;
   requestsServed = 0;
-  #reader: HeadReader | null;
+  /** The requests read, in order; [0] is the one being served. */
+  readonly #pipeline: Pipeline;
   readonly #context: ExchangeContext;
   #timer: WheelTimer;
-  /** Requests read and not yet answered; [0] is the one the exchange serves. */
-  #queue: PendingRequest[] = [];
-  /** The request llhttp is delivering the body of, or null between messages. */
-  #parsing: PendingRequest | null = null;
   /** The timeout the timer is armed for. */
   #timeout: ConnTimeout = ConnTimeout.None;
   /** A parse error behind a request still being answered: reported when its turn comes. */
@@ -87,7 +83,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     this.peerTrusted = config.trustedProxies.contains(this.remoteAddress);
     this.proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     this.#context = { pool: host.pool, wheel: host.wheel, config, tunnels: host.tunnels };
-    this.#reader = new HeadReader(HeadKind.Request, this, config.maxHeadSize, config.maxHeaders);
+    this.#pipeline = new Pipeline(this, config.maxHeadSize, config.maxHeaders);
     this.#timer = new WheelTimer(this);
     this.socket[kConnection] = this;
     socket.on('error', connectionOnError);
@@ -102,11 +98,9 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   /** Starts from a head node's http server already parsed (`handleUpgrade`). */
   startParsed(head: ParsedHead, rest: Buffer): void {
-    this.#reader?.release();
-    this.#reader = null;
+    this.#pipeline.adopt(head, rest);
     this.#listen();
     this.socket.pause(); // what follows the upgrade head waits for the 101
-    this.#queue.push(new PendingRequest(head, true, rest.length > 0 ? [rest] : []));
     this.#next();
   }
 
@@ -120,59 +114,11 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   received(chunk: Buffer): void {
     if (this.state === ConnState.Lingering || this.state === ConnState.Closed) return; // discard
-    if (this.#reader === null) {
-      // After an upgrade head, or after a parse error: bytes are not HTTP.
-      const last = this.#queue[this.#queue.length - 1];
-      if (last?.tail && last.hold(chunk)) this.socket.pause();
-      return;
-    }
     // The first bytes of a head after an idle keep-alive wait: the head's clock starts.
     if (this.state === ConnState.ReadingHead && this.#timeout === ConnTimeout.KeepAlive) this.#arm(ConnTimeout.Head);
-    let rest: Buffer | null = chunk;
-    while (rest !== null) {
-      const reader = this.#reader;
-      const state = this.state as ConnState; // callbacks of the last piece may have changed it
-      if (reader === null || state === ConnState.Lingering || state === ConnState.Closed) return;
-      const raw = this.#parsing;
-      if (raw !== null && raw.rawRemaining > 0) {
-        rest = this.#rawBody(raw, reader, rest);
-        continue;
-      }
-      let consumed: number;
-      try {
-        consumed = reader.execute(rest);
-      } catch (err) {
-        this.#parseFailed(err instanceof WsgateError ? err : new WsgateError('WSG_ERR_BAD_REQUEST', String(err)));
-        return;
-      }
-      const last = this.#queue[this.#queue.length - 1];
-      if (last?.head.upgrade && last.tail === null) {
-        // llhttp stopped at the end of an upgrade head: what follows is not HTTP.
-        // Hold it until the 101 or the refusal.
-        last.tail = [];
-        if (consumed < rest.length && last.hold(rest.subarray(consumed))) this.socket.pause();
-        reader.release();
-        this.#reader = null;
-        break;
-      }
-      // llhttp stops early only at an upgrade head or before a raw body.
-      if (consumed < rest.length && !(this.#parsing !== null && this.#parsing.rawRemaining > 0)) {
-        this.#parseFailed(new WsgateError('WSG_ERR_INTERNAL', 'request parser stopped mid-chunk'));
-        return;
-      }
-      rest = consumed < rest.length ? rest.subarray(consumed) : null;
-    }
-    if (this.exchange === null) this.#next();
-  }
-
-  /** Delivers the next piece of a Content-Length body; returns the bytes after it (the next request), if any. */
-  #rawBody(pending: PendingRequest, reader: HeadReader, bytes: Buffer): Buffer | null {
-    const [piece, rest] = pending.cutRawBody(bytes);
-    this.onBody(piece);
-    if (pending.rawRemaining > 0) return null;
-    reader.restart();
-    this.onMessageComplete();
-    return rest;
+    const err = this.#pipeline.read(chunk);
+    if (err !== null) this.#parseFailed(err);
+    else if (this.exchange === null) this.#next();
   }
 
   ended(): void {
@@ -183,7 +129,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
       return;
     }
     const exchange = this.exchange;
-    const current = this.#queue[0];
+    const current = this.#pipeline.front;
     if (this.state === ConnState.Proxying && exchange !== null && current !== undefined) {
       // A WebSocket client that leaves before the 101 gave up on it; an HTTP
       // client may half-close after its request and still read the answer.
@@ -197,11 +143,9 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   closed(): void {
     if (this.state === ConnState.Tunnel || this.state === ConnState.Closed) return;
     this.#enter(ConnState.Closed);
-    this.#reader?.release();
-    this.#reader = null;
+    this.#pipeline.clear();
     this.exchange?.abort();
     this.exchange = null;
-    this.#queue = [];
     this.host.connectionClosed(this);
   }
 
@@ -224,38 +168,9 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     return 0;
   }
 
-  // --- request parser callbacks ---
-
-  onHead(head: ParsedHead): BodyMode {
-    const pending = new PendingRequest(head);
-    this.#queue.push(pending);
-    this.#parsing = pending;
-    // A request waiting behind another: stop reading until its turn (bounded pipelining).
-    if (this.#queue.length > 1) this.socket.pause();
-    if (pending.rawRemaining > 0) return BodyMode.Raw;
-    // RFC 9112 §6.3: a request with neither Content-Length nor Transfer-Encoding has no body.
-    // An upgrade head stays with llhttp, which stops after it.
-    return pending.chunked || pending.head.upgrade ? BodyMode.Parse : BodyMode.None;
-  }
-
-  onBody(chunk: Buffer): void {
-    const pending = this.#parsing;
-    if (pending === null) return;
-    if (this.exchange !== null && pending === this.#queue[0]) this.exchange.sendBody(chunk);
-    else pending.keepBody(chunk);
-  }
-
-  onMessageComplete(): void {
-    const pending = this.#parsing;
-    // llhttp ends a message at the head when told the body is raw; it ends when the last raw byte is relayed.
-    if (pending === null || pending.rawRemaining > 0) return;
-    this.#parsing = null;
-    pending.complete = true;
-    if (this.exchange !== null && pending === this.#queue[0]) this.exchange.endBody();
-  }
-
   // --- used by the exchange ---
 
+  /** Used by the exchange and the pipeline. */
   pauseReading(): void {
     this.socket.pause();
   }
@@ -265,7 +180,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
    * response head is written, to say so in it (RFC 9112 §9.3).
    */
   mayKeepAlive(): boolean {
-    const current = this.#queue[0];
+    const current = this.#pipeline.front;
     return (
       current !== undefined &&
       // after an upgrade head the bytes that follow are not parsed HTTP: no next request
@@ -280,7 +195,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
 
   /** The exchange can take more request body. */
   resumeReading(): void {
-    if (this.#queue.length <= 1 && this.#reader !== null) this.socket.resume();
+    if (this.#pipeline.queue.length <= 1 && this.#pipeline.parsing) this.socket.resume();
   }
 
   /** The current request's exchange finished; `keepAlive`: its response head promised the client another request. */
@@ -292,14 +207,14 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
       this.fail(err, exchange.responseStarted);
       return;
     }
-    this.#queue.shift();
+    this.#pipeline.queue.shift();
     if (!keepAlive || this.socket.destroyed) {
       this.#linger();
       return;
     }
     this.#enter(ConnState.ReadingHead, ConnTimeout.KeepAlive);
-    if (this.#queue.length > 0 || this.#deferredError !== null) this.#next();
-    else if (this.#reader !== null) this.socket.resume();
+    if (this.#pipeline.queue.length > 0 || this.#deferredError !== null) this.#next();
+    else if (this.#pipeline.parsing) this.socket.resume();
   }
 
   handOver(): Buffer[] {
@@ -311,8 +226,8 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     // The tunnel keeps the socket for hours, not this connection; no listener
     // that reads socket[kConnection] is left to run.
     (socket as { [kConnection]: Connection | null })[kConnection] = null;
-    const early = this.#queue[0]?.tail ?? [];
-    this.#queue = [];
+    const early = this.#pipeline.front?.tail ?? [];
+    this.#pipeline.clear();
     this.exchange = null;
     this.host.connectionHandedOver(this);
     return early;
@@ -328,7 +243,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     const exchange = this.exchange;
     this.exchange = null;
     exchange?.abort();
-    const answer = responseStarted ? undefined : errorResponse(err.status, this.#queue[0]?.head.method === 'HEAD');
+    const answer = responseStarted ? undefined : errorResponse(err.status, this.#pipeline.front?.head.method === 'HEAD');
     if (answer === undefined || this.socket.destroyed || !this.socket.writable) {
       // A response cut short ends with a reset, not a FIN: after a body read
       // until close a FIN would make the truncated body look complete.
@@ -390,15 +305,9 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
     this.wheel.arm(this.#timer, ms);
   }
 
+  /** The pipeline read a malformed message (it has stopped parsing): requests read whole before it are answered first. */
   #parseFailed(err: WsgateError): void {
-    // Stop parsing: whatever follows a malformed message cannot be framed.
-    this.#reader?.release();
-    this.#reader = null;
-    const broken = this.#parsing;
-    this.#parsing = null;
-    // Requests read whole before the broken message are answered first.
-    if (broken !== null) this.#queue.pop();
-    if (this.#queue.length === 0) {
+    if (this.#pipeline.queue.length === 0) {
       // The broken message is the one being proxied, or nothing is ahead of it.
       this.fail(err, this.exchange?.responseStarted ?? false);
       return;
@@ -411,7 +320,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   /** Starts the next queued request, if its head is here. */
   #next(): void {
     if (this.exchange !== null || this.state === ConnState.Lingering || this.state === ConnState.Closed) return;
-    const pending = this.#queue[0];
+    const pending = this.#pipeline.front;
     if (pending === undefined) {
       if (this.#deferredError !== null) this.fail(this.#deferredError);
       return;
@@ -450,9 +359,7 @@ export class Connection implements TimerOwner, HeadReaderHandler, ExchangeOwner 
   #linger(): void {
     if (this.state === ConnState.Lingering || this.state === ConnState.Closed) return;
     this.#enter(ConnState.Lingering, ConnTimeout.Linger);
-    this.#reader?.release();
-    this.#reader = null;
-    this.#queue = [];
+    this.#pipeline.clear();
     const socket = this.socket;
     socket.end();
     socket.resume();

@@ -1,4 +1,4 @@
-// Upstream TCP connect, and the one set of listeners an upstream socket keeps
+// Upstream TCP (or TLS) connect, and the one set of listeners an upstream socket keeps
 // for its whole HTTP life. Whoever owns the socket at the moment (an exchange,
 // or the pool while it is idle) is `socket[kOwner]`; the listeners dispatch to
 // it, so handing a socket from an exchange to the pool and back costs two
@@ -7,9 +7,13 @@
 // over with listeners of its own (`releaseUpstream`).
 //
 // The connect timeout lives on the owner's timer-wheel entry, so this file
-// only opens the socket and says what a failed connect means.
+// only opens the socket and says what a failed connect means. A TLS upstream
+// is connected once its handshake is done and its certificate verified
+// (against Node's CA store plus the location's own CAs); a verification
+// failure is a failed connect, with OpenSSL's reason.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import { WsgateError } from '../core/errors.js';
 import { dispatchRead, newDialSocket, releaseReadBuffer } from '../io/read-buffers.js';
 import { guard, type Crashable } from '../core/guard.js';
@@ -19,6 +23,8 @@ import { TurnWriteSocket } from '../io/turn-writes.js';
 export interface UpstreamAddress {
   readonly host: string;
   readonly port: number;
+  /** Talk TLS to it, or null. */
+  readonly tls?: { readonly ca: readonly Buffer[] | null; readonly verify: boolean; readonly servername: string } | null;
 }
 
 /** What an upstream socket's events go to. */
@@ -47,6 +53,7 @@ export type UpstreamSocket = net.Socket & {
  * nobody owns the socket (core/guard.ts).
  */
 export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner, home: Crashable): UpstreamSocket {
+  if (address.tls != null) return dialTls(address, address.tls, owner, home);
   // What net.connect() does, with the socket class that may hold writes back (turn-writes.ts).
   const options = { host: address.host, port: address.port, allowHalfOpen: true, noDelay: true };
   // read-buffers.ts: reads into pooled buffers (no buffer per read) when they are on, else 'data' events.
@@ -61,10 +68,33 @@ export function dialUpstream(address: UpstreamAddress, owner: UpstreamOwner, hom
   return socket;
 }
 
+function dialTls(address: UpstreamAddress, options: NonNullable<UpstreamAddress['tls']>, owner: UpstreamOwner, home: Crashable): UpstreamSocket {
+  // allowHalfOpen reaches the TLSSocket (node's tls.connect passes it on), though @types/node omits it.
+  const connectOptions = {
+    host: address.host,
+    port: address.port,
+    // RFC 6066 §3: no IP literal as SNI; Node then checks the certificate's IP names.
+    servername: net.isIP(options.servername) === 0 ? options.servername : undefined,
+    ca: options.ca === null ? undefined : [...tls.rootCertificates, ...options.ca.map((b) => b.toString())],
+    rejectUnauthorized: options.verify,
+    ALPNProtocols: ['http/1.1'],
+    allowHalfOpen: true,
+  };
+  const socket = initSocketFields(tls.connect(connectOptions as tls.ConnectionOptions) as unknown as UpstreamSocket);
+  socket.setNoDelay(true);
+  socket[kOwner] = owner;
+  (socket as unknown as { [kHome]: Crashable | null })[kHome] = home;
+  // Connected once the handshake is done and the certificate checked.
+  for (const [event, listener] of UPSTREAM_LISTENERS) socket.on(event === 'connect' ? 'secureConnect' : event, listener);
+  socket.on('data', upstreamOnDataGuarded);
+  return socket;
+}
+
 /** Removes the dispatching listeners: a tunnel takes the socket over and adds its own at once. */
 export function releaseUpstream(socket: UpstreamSocket): void {
   socket[kOwner] = null;
   for (const [event, listener] of UPSTREAM_LISTENERS) socket.removeListener(event, listener);
+  socket.removeListener('secureConnect', UPSTREAM_LISTENERS[0][1]); // the 'connect' listener, on a TLS socket
   socket.removeListener('data', upstreamOnDataGuarded);
 }
 
@@ -78,6 +108,8 @@ export function discardUpstream(socket: UpstreamSocket): void {
 export function connectError(err: NodeJS.ErrnoException, address: UpstreamAddress): WsgateError {
   const where = `${address.host}:${address.port}`;
   if (err.code === 'ETIMEDOUT') return new WsgateError('WSG_ERR_UPSTREAM_CONNECT_TIMEOUT', where, { cause: err });
+  // A TLS upstream whose certificate did not verify: say why (OpenSSL's code and message).
+  if (isTlsVerifyError(err)) return new WsgateError('WSG_ERR_UPSTREAM_CONNECT', `${where}: TLS certificate not accepted: ${err.code}: ${err.message}`, { cause: err });
   return new WsgateError('WSG_ERR_UPSTREAM_CONNECT', `${where}: ${err.code ?? err.message}`, { cause: err });
 }
 
@@ -139,3 +171,7 @@ const UPSTREAM_LISTENERS: ReadonlyArray<readonly [string, (this: UpstreamSocket,
 const upstreamOnReadGuarded = guard('upstream', 'read', upstreamOnRead, ownerOfSocket) as (this: net.Socket, nread: number, buffer: Uint8Array) => boolean;
 const upstreamOnDataGuarded = guard('upstream', 'data', upstreamOnData, ownerOfSocket);
 const upstreamReleaseBufferGuarded = guard('upstream', 'release', upstreamReleaseBuffer, ownerOfSocket);
+
+function isTlsVerifyError(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || (typeof err.code === 'string' && /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(err.code) && !err.code.startsWith('ERR_SSL'));
+}

@@ -20,6 +20,7 @@ interface Row {
   expect: Expected;
 }
 
+const LOOPBACK = ['127.0.0.0/8', '::1'];
 const rows: Row[] = [
   // OWASP WSTG: an untrusted client claims to be loopback
   { name: 'untrusted: X-Forwarded-For is replaced by the peer', trustedProxies: [], fields: 'X-Forwarded-For: 10.9.8.7\r\n', expect: REPLACED },
@@ -39,22 +40,25 @@ const rows: Row[] = [
   { name: 'untrusted upgrade: every claim is replaced', trustedProxies: [], fields: ALL_CLAIMS, upgrade: true, expect: REPLACED },
   // a list that names other proxies leaves loopback untrusted
   { name: 'trustedProxies [10.0.0.0/8]: a loopback peer is untrusted', trustedProxies: ['10.0.0.0/8'], fields: ALL_CLAIMS, expect: REPLACED },
-  // default trustedProxies: loopback (a TLS terminator on the same host)
-  { name: 'trusted: the chain is kept and the peer appended', fields: 'X-Forwarded-For: 203.0.113.7\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
+  // the default trusts nobody (issue #15): a loopback peer's claims are replaced too
+  { name: 'default: X-Forwarded-For from a loopback peer is replaced, not appended to', fields: ALL_CLAIMS, expect: REPLACED },
+  { name: 'default upgrade: every claim from a loopback peer is replaced', fields: ALL_CLAIMS, upgrade: true, expect: REPLACED },
+  // trusting loopback (a TLS terminator on the same host)
+  { name: 'trusted: the chain is kept and the peer appended', trustedProxies: LOOPBACK, fields: 'X-Forwarded-For: 203.0.113.7\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
   // an explicit single address
   { name: "trusted by address ['127.0.0.1']: the chain is kept", trustedProxies: ['127.0.0.1'], fields: 'X-Forwarded-For: 203.0.113.7\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
   // RFC 9110 §5.3: two lines are one chain; the client-written left entry is not the real IP
-  { name: 'trusted: two X-Forwarded-For lines form one chain', fields: 'X-Forwarded-For: 198.51.100.4\r\nX-Forwarded-For: 203.0.113.7\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '198.51.100.4, 203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
+  { name: 'trusted: two X-Forwarded-For lines form one chain', trustedProxies: LOOPBACK, fields: 'X-Forwarded-For: 198.51.100.4\r\nX-Forwarded-For: 203.0.113.7\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '198.51.100.4, 203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
   // nginx real_ip_recursive: trusted hops are skipped from the right
-  { name: 'trusted: X-Real-IP skips trusted hops of the chain', fields: 'X-Forwarded-For: 203.0.113.7, 127.0.0.5\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, 127.0.0.5, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
+  { name: 'trusted: X-Real-IP skips trusted hops of the chain', trustedProxies: LOOPBACK, fields: 'X-Forwarded-For: 203.0.113.7, 127.0.0.5\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, 127.0.0.5, 127.0.0.1', 'X-Real-IP': '203.0.113.7' } },
   // a non-address in the chain: nothing left of it is believed
-  { name: 'trusted: a non-address in the chain stops X-Real-IP at the peer', fields: 'X-Forwarded-For: 203.0.113.7, junk\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, junk, 127.0.0.1', 'X-Real-IP': '127.0.0.1' } },
+  { name: 'trusted: a non-address in the chain stops X-Real-IP at the peer', trustedProxies: LOOPBACK, fields: 'X-Forwarded-For: 203.0.113.7, junk\r\n', expect: { ...REPLACED, 'X-Forwarded-For': '203.0.113.7, junk, 127.0.0.1', 'X-Real-IP': '127.0.0.1' } },
   // X-Real-IP is derived, never taken from the request, even from a trusted peer
-  { name: 'trusted: a client X-Real-IP is replaced by the derived one', fields: 'X-Real-IP: 6.6.6.6\r\n', expect: REPLACED },
+  { name: 'trusted: a client X-Real-IP is replaced by the derived one', trustedProxies: LOOPBACK, fields: 'X-Real-IP: 6.6.6.6\r\n', expect: REPLACED },
   // the trusted terminator's scheme, host and Forwarded are kept
-  { name: 'trusted: X-Forwarded-Proto, -Host and Forwarded are kept', fields: ALL_CLAIMS, expect: { 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.example', Forwarded: 'for=203.0.113.7;proto=https' } },
+  { name: 'trusted: X-Forwarded-Proto, -Host and Forwarded are kept', trustedProxies: LOOPBACK, fields: ALL_CLAIMS, expect: { 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.example', Forwarded: 'for=203.0.113.7;proto=https' } },
   // same on the upgrade path
-  { name: 'trusted upgrade: the chain is kept and the peer appended', fields: ALL_CLAIMS, upgrade: true, expect: { 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.example', Forwarded: 'for=203.0.113.7;proto=https' } },
+  { name: 'trusted upgrade: the chain is kept and the peer appended', trustedProxies: LOOPBACK, fields: ALL_CLAIMS, upgrade: true, expect: { 'X-Forwarded-For': '203.0.113.7, 127.0.0.1', 'X-Real-IP': '203.0.113.7', 'X-Forwarded-Proto': 'https', 'X-Forwarded-Host': 'evil.example', Forwarded: 'for=203.0.113.7;proto=https' } },
 ];
 
 eachRow(rows, async (t, row) => {

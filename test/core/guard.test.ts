@@ -13,7 +13,9 @@ import { GUARDED, injectListenerFault } from '../../lib/core/guard.js';
 import { probedFastPaths } from '../helpers/fast-paths.js';
 import { headEnd, rawExchange, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
-const BIG = 4 * 1024 * 1024;
+// Past what the kernel buffers take without backpressure (send buffers autotune up to
+// net.ipv4.tcp_wmem max, 4 MiB here): the drain listeners must fire.
+const BIG = 16 * 1024 * 1024;
 
 /** A raw upstream whose behaviour is picked by the request path. */
 async function scriptedUpstream(t: { teardown(fn: () => unknown): void }): Promise<number> {

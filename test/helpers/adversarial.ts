@@ -2,10 +2,11 @@
 // them), raw bytes sent in one write or one byte per write, and the checks a
 // refusal always makes. Sources of the rows: ../shared/research/attacks.md.
 
-import { createRequire } from 'node:module';
 import type net from 'node:net';
 import t, { type Test } from 'tap';
 import { completeResponses, rawClient, type RawUpstream } from './net.js';
+import { parseRequests } from './llhttp.js';
+export { parseRequests };
 
 export type WriteMode = 'one write' | 'one byte per write';
 export const BOTH_MODES: readonly WriteMode[] = ['one write', 'one byte per write'];
@@ -76,27 +77,5 @@ export async function assertNothingUpstream(t: Test, upstream: RawUpstream): Pro
   t.equal(upstream.received.length, 0, 'no upstream connection');
 }
 
-const require = createRequire(import.meta.url);
-const { HTTPParser } = require('_http_common');
-
-/** The requests in `bytes` (latin1) as node's own strict parser reads them, independent of the gateway's code; complete ones only. */
-export function parseRequests(bytes: string): Array<{ url: string; headers: string[]; body: string }> {
-  const parser = new HTTPParser();
-  parser.initialize(HTTPParser.REQUEST, {}, 0, 0);
-  const done: Array<{ url: string; headers: string[]; body: string }> = [];
-  let current = { url: '', headers: [] as string[], body: '' };
-  parser[HTTPParser.kOnHeadersComplete] = (_maj: number, _min: number, headers: string[], _method: number, url: string) => {
-    current = { url, headers, body: '' };
-    return 0;
-  };
-  parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
-    current.body += chunk.toString('latin1');
-  };
-  parser[HTTPParser.kOnMessageComplete] = () => {
-    done.push(current);
-  };
-  parser.execute(Buffer.from(bytes, 'latin1')); // returns (not throws) an error: what parsed is counted
-  return done;
-}
 
 export const completeRequests = (bytes: string): number => parseRequests(bytes).length;

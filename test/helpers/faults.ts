@@ -6,11 +6,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { Gateway } from '../../lib/index.js';
 import { headEnd, rawExchange, switchingProtocols, upgradeRequest, waitFor, type Teardown } from './net.js';
+import { parseResponse } from './llhttp.js';
+export { parseResponse };
 
 /** Resolves `promise` or rejects after `ms`: every wait in the fault tests is bounded. */
 export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -280,13 +281,15 @@ export function spawnCli(t: Teardown, args: string[], { fdLimit, nodeFlags = [],
 }
 
 /**
- * Starts the CLI (spawnCli) and resolves once it printed its first
- * `listening on` line, with that port.
+ * Starts the CLI (spawnCli) and resolves once it printed its `listening on`
+ * lines (one per listener, printed together), with the first port and all.
  */
-export async function startCli(t: Teardown, args: string[], options: CliOptions = {}): Promise<Child & { port: number }> {
+export async function startCli(t: Teardown, args: string[], options: CliOptions = {}): Promise<Child & { port: number; ports: number[] }> {
   const c = spawnCli(t, args, options);
   const m = await waitForLine(c, /listening on http:\/\/[^:]+:(\d+)/, 'wsgate');
-  return { ...c, port: Number(m[1]) };
+  await new Promise((r) => setTimeout(r, 50)); // the other listeners' lines follow at once
+  const ports = [...c.stdout().matchAll(/listening on http:\/\/[^:]+:(\d+)/g)].map((line) => Number(line[1]));
+  return { ...c, port: Number(m[1]), ports };
 }
 
 // A WebSocket echo upstream in its own process (raw net, no dependencies), so
@@ -326,33 +329,6 @@ export function closed(socket: net.Socket): Promise<void> {
   return new Promise((r) => socket.once('close', () => r()));
 }
 
-const require = createRequire(import.meta.url);
-const { HTTPParser } = require('_http_common');
-
-/** The first response in `bytes`, parsed by node's own llhttp: status, decoded body, and whether it is complete. */
-export function parseResponse(bytes: Buffer): { status: number; body: Buffer; complete: boolean } {
-  const parser = new HTTPParser();
-  parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
-  let status = 0;
-  let complete = false;
-  const body: Buffer[] = [];
-  parser[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, _m: unknown, _u: unknown, code: number) => {
-    status = code;
-    return 0;
-  };
-  parser[HTTPParser.kOnBody] = (chunk: Buffer) => {
-    if (!complete) body.push(Buffer.from(chunk));
-  };
-  parser[HTTPParser.kOnMessageComplete] = () => {
-    complete = true;
-  };
-  try {
-    parser.execute(bytes);
-  } catch {
-    // what parsed is what we report
-  }
-  return { status, body: Buffer.concat(body), complete };
-}
 
 /** Connects, sends `request`, resolves with everything received once a complete response arrived or the connection closed. */
 export async function requestInFlight(port: number, request: string): Promise<{ client: RawPeer; response: Promise<Buffer> }> {

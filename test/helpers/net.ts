@@ -5,9 +5,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { createRequire } from 'node:module';
 import { WebSocketServer, type ServerOptions } from 'ws';
 import { createGateway, type Gateway, type GatewayConfig, type ListenAddress } from '../../lib/index.js';
+import { completeResponses } from './llhttp.js';
+export { completeResponses };
 
 export interface Teardown {
   teardown(fn: () => unknown): void;
@@ -68,32 +69,6 @@ export async function rawUpstream(t: Teardown, onConnection: (socket: net.Socket
   };
 }
 
-const require = createRequire(import.meta.url);
-const { HTTPParser } = require('_http_common');
-
-/**
- * Counts complete final (non-1xx) responses in `bytes` with node's own parser,
- * independent of the gateway's code. `headRequest`: the first response has no body.
- */
-export function completeResponses(bytes: Buffer, headRequest = false): number {
-  const parser = new HTTPParser();
-  parser.initialize(HTTPParser.RESPONSE, {}, 0, 0);
-  let complete = 0;
-  let status = 0;
-  parser[HTTPParser.kOnHeadersComplete] = (_a: number, _b: number, _h: unknown, _m: unknown, _u: unknown, code: number) => {
-    status = code;
-    return headRequest && complete === 0 ? 1 : 0;
-  };
-  parser[HTTPParser.kOnMessageComplete] = () => {
-    if (status >= 200) complete++;
-  };
-  try {
-    parser.execute(bytes);
-  } catch {
-    // counted what parsed
-  }
-  return complete;
-}
 
 /**
  * Opens a raw client, writes `request` (string or buffers, one write each), and

@@ -58,11 +58,14 @@ t.test('through the proxy: a trusted peer\'s chain is appended to and believed; 
   const spoofed =
     'GET /p HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 198.51.100.4, 203.0.113.7\r\nX-Real-IP: 6.6.6.6\r\n' +
     'X-Forwarded-Proto: https\r\nX-Forwarded-Host: public.example\r\nForwarded: for=203.0.113.7;proto=https\r\n\r\n';
-  const trusted = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] }); // default: loopback trusted
+  const trusted = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`], trustedProxies: ['127.0.0.1'] });
   await rawExchange(trusted.port, spoofed);
   const untrusted = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`], trustedProxies: ['10.0.0.0/8'] });
   await rawExchange(untrusted.port, spoofed);
-  await waitFor(() => upstream.received.length === 2 && upstream.text(1).endsWith('\r\n\r\n'));
+  // issue #15: the default trusts nobody, loopback included
+  const byDefault = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  await rawExchange(byDefault.port, spoofed);
+  await waitFor(() => upstream.received.length === 3 && upstream.text(2).endsWith('\r\n\r\n'));
 
   const viaTrusted = upstream.text(0);
   t.match(viaTrusted, /\r\nX-Forwarded-For: 198\.51\.100\.4, 203\.0\.113\.7, 127\.0\.0\.1\r\n/, 'chain kept, peer appended');
@@ -78,4 +81,8 @@ t.test('through the proxy: a trusted peer\'s chain is appended to and believed; 
   t.match(viaUntrusted, /\r\nX-Forwarded-Proto: http\r\n/);
   t.match(viaUntrusted, /\r\nX-Forwarded-Host: app\.example\r\n/);
   t.notMatch(viaUntrusted, /Forwarded: for|6\.6\.6\.6|203\.0\.113\.7|public\.example/, 'no client claim survives');
+
+  const viaDefault = upstream.text(2);
+  t.match(viaDefault, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/, 'default: a loopback peer\'s chain is replaced, not appended to');
+  t.notMatch(viaDefault, /Forwarded: for|6\.6\.6\.6|203\.0\.113\.7|public\.example/, 'default: no client claim survives');
 });

@@ -6,7 +6,7 @@
 //                                                                +-> LINGERING -> CLOSED
 //   READING_HEAD, PROXYING -> CLOSED (the client went away, or was cut)
 
-import { WsgateError } from '../core/errors.js';
+import { transitions } from '../core/state-machine.js';
 
 export const ConnState = {
   ReadingHead: 0,
@@ -32,12 +32,7 @@ const TRANSITIONS: Readonly<Record<ConnState, readonly ConnState[]>> = {
 };
 
 /** `next` after `current`, or WSG_ERR_INTERNAL when that change is not in the table. */
-export function nextState(current: ConnState, next: ConnState): ConnState {
-  if (!TRANSITIONS[current].includes(next)) {
-    throw new WsgateError('WSG_ERR_INTERNAL', `connection state ${STATE_NAMES[current]} -> ${STATE_NAMES[next]} is not allowed`);
-  }
-  return next;
-}
+export const nextState = transitions<ConnState>('connection state', STATE_NAMES, TRANSITIONS);
 
 /** What the connection's one timer stands for, named when it is armed (never worked out at expiry). */
 export const ConnTimeout = {

@@ -6,7 +6,7 @@
 //                     +------------------+ (a dead pooled connection: replayed once)
 //   any phase -> FAILED (an error answered or cut, or the client went away)
 
-import { WsgateError } from '../core/errors.js';
+import { transitions } from '../core/state-machine.js';
 
 export const ExchangePhase = {
   Dialing: 0,
@@ -30,12 +30,7 @@ const TRANSITIONS: Readonly<Record<ExchangePhase, readonly ExchangePhase[]>> = {
 };
 
 /** `next` after `current`, or WSG_ERR_INTERNAL when that change is not in the table. */
-export function nextPhase(current: ExchangePhase, next: ExchangePhase): ExchangePhase {
-  if (!TRANSITIONS[current].includes(next)) {
-    throw new WsgateError('WSG_ERR_INTERNAL', `exchange phase ${PHASE_NAMES[current]} -> ${PHASE_NAMES[next]} is not allowed`);
-  }
-  return next;
-}
+export const nextPhase = transitions<ExchangePhase>('exchange phase', PHASE_NAMES, TRANSITIONS);
 
 /**
  * What the exchange's timer stands for, named where the wait begins. The

@@ -17,6 +17,7 @@ interface CliArgs {
   tlsCert?: string[];
   tlsKey?: string[];
   upstreamCa?: string[];
+  proxyProtocol: boolean;
   route?: string[];
   config?: string;
   tunnelTimeout?: number;
@@ -44,6 +45,7 @@ function parseArgs(argv: string[]): CliArgs {
     .option('tls-cert', { type: 'string', array: true, describe: 'certificate (PEM chain) for --tls-listen; repeatable, paired in order with --tls-key; SNI picks by DNS name, the first is the default' })
     .option('tls-key', { type: 'string', array: true, describe: 'private key (PEM) of the --tls-cert in the same position' })
     .option('upstream-ca', { type: 'string', array: true, describe: 'CA certificate (PEM) trusted for https:// upstreams besides Node\'s store (repeatable)' })
+    .option('proxy-protocol', { type: 'boolean', default: false, describe: 'every listener reads a PROXY protocol header (v1 or v2) first: wsgate behind an L4 balancer' })
     .option('route', { type: 'string', array: true, describe: '[HOST]/PATH=URL; =/PATH=URL for an exact match (repeatable)' })
     .option('config', { type: 'string', describe: 'JSON config file (see README); flags add to it' })
     .option('tunnel-timeout', { type: 'number', describe: 'idle WebSocket tunnel timeout, seconds (default 3600; 0 = none)' })
@@ -98,6 +100,7 @@ function buildConfig(args: CliArgs): GatewayConfig {
   if (args.maxConnections !== undefined) config.maxConnections = args.maxConnections;
   if (args.trustedProxy !== undefined) config.trustedProxies = args.trustedProxy.filter((entry) => entry !== 'none');
   if (config.listen === undefined || config.listen.length === 0) config.listen = ['127.0.0.1:8000'];
+  if (args.proxyProtocol) config.listen = config.listen.map((entry) => (typeof entry === 'object' ? { ...entry, proxyProtocol: true } : { address: entry, proxyProtocol: true }));
   return config;
 }
 
@@ -138,7 +141,7 @@ async function main(): Promise<void> {
 
   try {
     for (const spec of gateway.config.listen) {
-      const address = await gateway.listen({ host: spec.host, port: spec.port, tls: spec.tls === null ? undefined : { certificates: [...spec.tls.certificates] } });
+      const address = await gateway.listen({ host: spec.host, port: spec.port, tls: spec.tls === null ? undefined : { certificates: [...spec.tls.certificates] }, proxyProtocol: spec.proxyProtocol });
       process.stdout.write(`listening on ${address.url.replace(/\/$/, '')}\n`);
     }
   } catch (err) {

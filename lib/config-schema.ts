@@ -59,6 +59,7 @@ const LISTEN: Schema = {
       additionalProperties: false,
       properties: {
         address: { type: ['string', 'integer'], description: '"host:port", "[::1]:port" or a port.' },
+        proxyProtocol: { type: 'boolean', description: 'Read a PROXY protocol header (v1 or v2) before the request or the TLS ClientHello. Default false.' },
         tls: {
           type: 'object',
           description: 'Serve TLS (https, wss): SNI picks a certificate by its DNS names; the first is the default.',
@@ -91,6 +92,7 @@ const LOCATION: Schema = {
     path: { type: 'string', description: '"/prefix/" (longest prefix wins) or "= /exact" (exact match, checked first).' },
     upstream: { type: 'string', description: 'http://host:port[/path] (ws:// is a synonym), or https:// (wss://) for TLS to the upstream. With a path part, the matched prefix is replaced by it.' },
     upstreamTls: { $ref: '#/$defs/upstreamTls' },
+    sendProxyProtocol: { enum: ['v1', 'v2'], description: 'Start each new upstream connection with a PROXY protocol header (HAProxy send-proxy / send-proxy-v2). Default: none.' },
     websocket: { type: 'boolean', description: 'Proxy WebSocket upgrades on this location. Default true.' },
     ...TIMEOUTS,
     setHeaders: { type: 'object', additionalProperties: { type: 'string' }, description: 'Header fields set on the upstream request, replacing any the client sent.' },

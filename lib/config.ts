@@ -30,6 +30,8 @@ export interface ListenConfig {
   address: string | number;
   /** Serve TLS with these certificates; SNI picks one by its DNS names, the first is the default. */
   tls?: { certificates: CertificatePair[] };
+  /** Read a PROXY protocol header (v1 or v2, HAProxy's spec) before the request or the ClientHello. Default false. */
+  proxyProtocol?: boolean;
 }
 
 export interface LocationConfig {
@@ -42,6 +44,8 @@ export interface LocationConfig {
   upstream: string;
   /** TLS towards an `https://` upstream; fields not given come from the top-level `upstreamTls`. */
   upstreamTls?: UpstreamTlsConfig;
+  /** Start each new upstream connection with a PROXY protocol header (HAProxy `send-proxy` / `send-proxy-v2`). Default: none. */
+  sendProxyProtocol?: 'v1' | 'v2';
   /** Proxy WebSocket upgrades on this location. Default true. */
   websocket?: boolean;
   /** Upstream silent while wsgate waits for or reads its response (nginx `proxy_read_timeout`). Default 60. */
@@ -120,6 +124,8 @@ export interface ResolvedLocation {
   /** The matched path (prefix or exact). */
   readonly path: string;
   readonly upstream: ResolvedUpstream;
+  /** A PROXY protocol header to start each new upstream connection with, or null. */
+  readonly sendProxyProtocol: 'v1' | 'v2' | null;
   readonly websocket: boolean;
   readonly readTimeoutMs: number;
   readonly sendTimeoutMs: number;
@@ -155,6 +161,7 @@ export interface ResolvedListen {
   readonly port: number;
   /** The certificates of a TLS listener (checked readable and matching), or null. */
   readonly tls: { readonly certificates: readonly CertificatePair[] } | null;
+  readonly proxyProtocol: boolean;
 }
 
 export interface ResolvedServer {
@@ -242,11 +249,13 @@ export function parseListen(spec: string | number, field: string): { host: strin
 }
 
 function resolveListen(spec: string | number | ListenConfig, field: string): ResolvedListen {
-  if (typeof spec === 'string' || typeof spec === 'number') return { ...parseListen(spec, field), tls: null };
+  if (typeof spec === 'string' || typeof spec === 'number') return { ...parseListen(spec, field), tls: null, proxyProtocol: false };
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) fail(field, `expected HOST:PORT, PORT or { "address": ... }, got ${JSON.stringify(spec)}`);
   if (typeof spec.address !== 'string' && typeof spec.address !== 'number') fail(`${field}.address`, 'must be "host:port" or a port');
   const address = parseListen(spec.address, `${field}.address`);
-  if (spec.tls === undefined) return { ...address, tls: null };
+  if (spec.proxyProtocol !== undefined && typeof spec.proxyProtocol !== 'boolean') fail(`${field}.proxyProtocol`, 'must be a boolean');
+  const proxyProtocol = spec.proxyProtocol ?? false;
+  if (spec.tls === undefined) return { ...address, tls: null, proxyProtocol };
   if (spec.tls === null || typeof spec.tls !== 'object' || !Array.isArray(spec.tls.certificates) || spec.tls.certificates.length === 0) {
     fail(`${field}.tls.certificates`, 'must be a non-empty array of { "cert": FILE, "key": FILE }');
   }
@@ -256,7 +265,7 @@ function resolveListen(spec: string | number | ListenConfig, field: string): Res
     loadPair(pair, where); // readable, a certificate, and its key: refused now, not at the first handshake
     return { cert: pair.cert, key: pair.key };
   });
-  return { ...address, tls: { certificates } };
+  return { ...address, tls: { certificates }, proxyProtocol };
 }
 
 function parseUpstream(url: unknown, tlsInput: UpstreamTlsConfig | undefined, defaults: UpstreamTlsConfig | undefined, field: string): ResolvedUpstream {
@@ -360,10 +369,14 @@ function resolveLocation(loc: LocationConfig, defaults: TimeoutDefaults & { upst
     allowedOrigins = { exact: exactOrigins, hostSuffixes };
   }
 
+  if (loc.sendProxyProtocol !== undefined && loc.sendProxyProtocol !== 'v1' && loc.sendProxyProtocol !== 'v2') {
+    fail(`${field}.sendProxyProtocol`, `must be "v1" or "v2", got ${JSON.stringify(loc.sendProxyProtocol)}`);
+  }
   return {
     exact,
     path,
     upstream,
+    sendProxyProtocol: loc.sendProxyProtocol ?? null,
     allowedOrigins,
     websocket: loc.websocket ?? true,
     readTimeoutMs: seconds(loc.readTimeout, `${field}.readTimeout`, (defaults.readTimeout ?? DEFAULTS.readTimeout)),

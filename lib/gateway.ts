@@ -7,13 +7,14 @@ import type { IncomingMessage } from 'node:http';
 import type net from 'node:net';
 import { parseListen, resolveConfig, type GatewayConfig, type ResolvedConfig, type ResolvedListen } from './config.js';
 import type { CertificatePair } from './listen/certificates.js';
-import { Listeners, type ListenAddress } from './listen/listeners.js';
+import { Listeners, type ListenAddress, type Proxied } from './listen/listeners.js';
+import type { ProxiedAddresses } from './http/proxy-protocol.js';
 import { Connection, type ConnectionHost } from './proxy/connection.js';
 import { ConnState } from './proxy/connection-state.js';
 import type { TunnelRegistry } from './proxy/exchange.js';
 import { ERROR_CODES, WsgateError } from './core/errors.js';
 import type { ParsedHead } from './http/head-reader.js';
-import type { LogLevel } from './core/log.js';
+import { RateLimitedLog, type LogLevel } from './core/log.js';
 import { fastPaths, parserUnavailable, type FastPaths } from './io/node-internals.js';
 import { describeFastPaths, probeFastPaths } from './io/probe.js';
 import { withPooledReads } from './io/read-buffers.js';
@@ -65,8 +66,20 @@ export interface GatewayStats {
   readonly internalErrors: number;
   /** TLS handshakes that failed on the TLS listeners (old protocol versions, bad certificates, scanners). */
   readonly tlsHandshakeFailures: number;
+  /** Connections on PROXY protocol listeners closed for a missing or malformed header. */
+  readonly proxyProtocolErrors: number;
   /** The fast paths below Node's public API in effect in this process (io/node-internals.ts). */
   readonly fastPaths: FastPaths;
+}
+
+/** What `listen()` takes besides a port or a `host:port` string. */
+export interface ListenSpec {
+  port?: number;
+  host?: string;
+  /** Serve TLS with these certificates: files or PEM text; the first pair is the default, SNI picks among them. */
+  tls?: { certificates: CertificatePair[] };
+  /** Read a PROXY protocol header (v1 or v2) before anything else on each connection. */
+  proxyProtocol?: boolean;
 }
 
 export interface CloseOptions {
@@ -92,9 +105,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   #config: ResolvedConfig;
   #router: Router;
   readonly #listeners = new Listeners({
-    accepted: (socket) => this.#accepted(socket),
+    accepted: (socket, proxied) => this.#accepted(socket, proxied),
     failed: (err) => this.#emitError(err),
     handshakeFailed: (err, socket) => this.#handshakeFailed(err, socket),
+    proxyHeaderFailed: (reason, socket) => this.#proxyHeaderFailed(reason, socket),
   });
   #connections = new Set<Connection>();
   #tunnels = new Map<Tunnel, TunnelInfo>();
@@ -153,23 +167,22 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
    * files or PEM text). Without arguments, listens on every `config.listen`
    * address (127.0.0.1:8000 when there is none). Resolves to the (first) bound address.
    */
-  async listen(spec?: number | string | { port?: number; host?: string; tls?: { certificates: CertificatePair[] } }, host?: string): Promise<ListenAddress> {
+  async listen(spec?: number | string | ListenSpec, host?: string): Promise<ListenAddress> {
     if (this.#closing) throw new Error('gateway is closed');
     let targets: ResolvedListen[];
     if (spec === undefined) {
-      targets = this.#config.listen.length > 0 ? [...this.#config.listen] : [{ host: '127.0.0.1', port: 8000, tls: null }];
+      targets = this.#config.listen.length > 0 ? [...this.#config.listen] : [{ host: '127.0.0.1', port: 8000, tls: null, proxyProtocol: false }];
     } else if (typeof spec === 'number') {
-      targets = [{ host: host ?? '127.0.0.1', port: spec, tls: null }];
+      targets = [{ host: host ?? '127.0.0.1', port: spec, tls: null, proxyProtocol: false }];
     } else if (typeof spec === 'string') {
-      targets = [{ ...parseListen(spec, 'listen'), tls: null }];
+      targets = [{ ...parseListen(spec, 'listen'), tls: null, proxyProtocol: false }];
     } else {
-      targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0, tls: spec.tls ?? null }];
+      targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0, tls: spec.tls ?? null, proxyProtocol: spec.proxyProtocol ?? false }];
     }
     await this.#probe();
     const bound: ListenAddress[] = [];
     for (const target of targets) {
-      const tls = target.tls === null ? null : { certificates: target.tls.certificates, handshakeTimeoutMs: this.#config.headTimeoutMs };
-      const entry = await this.#listeners.open(target.host, target.port, tls);
+      const entry = await this.#listeners.open({ ...target, handshakeTimeoutMs: this.#config.headTimeoutMs });
       this.emit('listening', entry);
       bound.push(entry);
     }
@@ -189,10 +202,18 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#log('info', describeFastPaths());
   }
 
-  /** A new connection on one of our listeners (a TLS one after its handshake); nothing it does may throw into the server. */
-  #accepted(socket: net.Socket): void {
+  /**
+   * A new connection on one of our listeners (a TLS one after its handshake;
+   * `proxied`: what its PROXY header said); nothing it does may throw into the server.
+   */
+  #accepted(socket: net.Socket, proxied: Proxied | null): void {
     try {
-      // A TLS socket reads through its TLSWrap: no pooled reads for it.
+      if (proxied !== null) {
+        // Already reading (its header was read): no pooled reads for it.
+        this.#adopt(socket, proxied.addresses)?.start(proxied.initial);
+        return;
+      }
+      // A TLS socket reads through its TLSWrap: no pooled reads for it either.
       this.handleSocket((socket as { encrypted?: boolean }).encrypted ? socket : withPooledReads(socket, TurnWriteSocket));
     } catch (err) {
       this.#internalErrors++;
@@ -230,7 +251,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /** Wraps an accepted socket in a Connection; null (socket destroyed) while closing or if that fails. */
-  #adopt(socket: net.Socket): Connection | null {
+  #adopt(socket: net.Socket, proxied: ProxiedAddresses | null = null): Connection | null {
     let conn: Connection | null = null;
     const max = this.#config.maxConnections;
     if (max > 0 && this.#connections.size + this.#tunnels.size >= max && !this.#closing) {
@@ -244,7 +265,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     }
     if (!this.#closing) {
       try {
-        conn = new Connection(this, initSocketFields(socket), this.#config, this.#router);
+        conn = new Connection(this, initSocketFields(socket), this.#config, this.#router, proxied);
       } catch (err) {
         this.#internalErrors++;
         this.#log('error', `cannot set up a connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL' });
@@ -285,15 +306,20 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   /** TLS handshakes that fail: counted, and logged at most once a second (scanners make many). */
   #handshakeFailed(err: Error, socket: net.Socket): void {
     this.#tlsHandshakeFailures++;
-    const now = Date.now();
-    if (now - this.#lastHandshakeLog < 1000) return;
-    this.#lastHandshakeLog = now;
     const code = (err as NodeJS.ErrnoException).code;
-    this.#log('info', `TLS handshake failed: ${err.message}`, { code, remote: socket.remoteAddress, failures: this.#tlsHandshakeFailures });
+    this.#handshakeLog.log('info', `TLS handshake failed: ${err.message}`, { code, remote: socket.remoteAddress, failures: this.#tlsHandshakeFailures });
+  }
+
+  /** A PROXY protocol listener's connection without a valid header: closed unanswered, counted, logged at most once a second. */
+  #proxyHeaderFailed(reason: string, socket: net.Socket): void {
+    this.#proxyProtocolErrors++;
+    this.#proxyHeaderLog.log('warn', `PROXY protocol header refused: ${reason}`, { code: 'WSG_ERR_PROXY_PROTOCOL', remote: socket.remoteAddress, refused: this.#proxyProtocolErrors });
   }
 
   #tlsHandshakeFailures = 0;
-  #lastHandshakeLog = 0;
+  #proxyProtocolErrors = 0;
+  readonly #handshakeLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
+  readonly #proxyHeaderLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
 
   stats(): GatewayStats {
     let up = this.#closedBytesToUpstream;
@@ -311,6 +337,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       bytesToDownstream: down,
       internalErrors: this.#internalErrors,
       tlsHandshakeFailures: this.#tlsHandshakeFailures,
+      proxyProtocolErrors: this.#proxyProtocolErrors,
       fastPaths: fastPaths(),
     };
   }

@@ -9,6 +9,7 @@ export type {
   TunnelInfo,
 } from './gateway.js';
 export type { ListenAddress } from './listen/listeners.js';
+export type { ListenSpec } from './gateway.js';
 export { DEFAULTS, resolveConfig } from './config.js';
 export type { GatewayConfig, LocationConfig, ServerConfig } from './config.js';
 export { ConfigError, ERROR_CODES, WsgateError } from './core/errors.js';

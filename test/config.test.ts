@@ -384,7 +384,7 @@ t.test('parseListen: HOST:PORT, [v6]:PORT, :PORT or a bare port; no host is 0.0.
     t.equal(err?.field, 'listen[2]');
     t.equal(err?.message, `invalid configuration: listen[2]: ${detail}`);
   }
-  t.same(resolveConfig({ ...ROUTES, listen: [8080, '[::1]:9090'] }).listen, [{ host: '0.0.0.0', port: 8080, tls: null }, { host: '::1', port: 9090, tls: null }]);
+  t.same(resolveConfig({ ...ROUTES, listen: [8080, '[::1]:9090'] }).listen, [{ host: '0.0.0.0', port: 8080, tls: null, proxyProtocol: false }, { host: '::1', port: 9090, tls: null, proxyProtocol: false }]);
 });
 
 t.test('trustedProxies: [] trusts nobody, entries replace the loopback default', async (t) => {

@@ -30,8 +30,10 @@ export const ERROR_CODES = {
   WSG_ERR_UPSTREAM_TIMEOUT: { status: 504, side: 'upstream', message: 'upstream did not answer within readTimeout' },
   WSG_ERR_TOO_MANY_CONNECTIONS: { status: 503, side: 'internal', message: 'maxConnections reached' },
   WSG_ERR_DESCRIPTOR_LIMIT: { status: 503, side: 'internal', message: 'too few file descriptors left (RLIMIT_NOFILE)' },
+  WSG_ERR_CLIENT_LIMIT: { status: 503, side: 'downstream', message: 'client over maxConnectionsPerClient or connectionRatePerClient' },
   WSG_ERR_DOWNSTREAM_TIMEOUT: { status: 0, side: 'downstream', message: 'downstream stalled past sendTimeout' },
   WSG_ERR_UPSTREAM_ABORTED: { status: 0, side: 'upstream', message: 'upstream connection reset or closed mid-response' },
+  WSG_ERR_PROXY_PROTOCOL: { status: 0, side: 'downstream', message: 'missing or malformed PROXY protocol header' },
   WSG_ERR_INTERNAL: { status: 502, side: 'internal', message: 'unexpected error while handling the connection (a bug: please report it)' },
   WSG_ERR_CONFIG: { status: 0, side: 'config', message: 'invalid configuration' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -36,3 +36,32 @@ export function createStreamLogger(minLevel: LogLevel = 'info', stream: NodeJS.W
 }
 
 export const LOG_LEVELS = Object.keys(RANK) as LogLevel[];
+
+/**
+ * Log lines for events a peer can cause at will (failed TLS handshakes, bad
+ * PROXY headers, refused clients): at most one per `intervalMs`, each saying
+ * how many were left out since the last.
+ */
+export class RateLimitedLog {
+  readonly #write: (level: LogLevel, message: string, fields?: Record<string, unknown>) => void;
+  readonly #intervalMs: number;
+  #last = -Infinity;
+  #suppressed = 0;
+
+  constructor(write: (level: LogLevel, message: string, fields?: Record<string, unknown>) => void, intervalMs = 1000) {
+    this.#write = write;
+    this.#intervalMs = intervalMs;
+  }
+
+  log(level: LogLevel, message: string, fields?: Record<string, unknown>): void {
+    const now = Date.now();
+    if (now - this.#last < this.#intervalMs) {
+      this.#suppressed++;
+      return;
+    }
+    this.#last = now;
+    const suppressed = this.#suppressed;
+    this.#suppressed = 0;
+    this.#write(level, message, suppressed > 0 ? { ...fields, suppressed } : fields);
+  }
+}

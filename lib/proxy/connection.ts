@@ -22,6 +22,7 @@ import { guard } from '../core/guard.js';
 import { kConnection, ownerOfSocket } from '../io/socket-fields.js';
 import { errorResponse } from '../core/responses.js';
 import type { Router } from '../http/router.js';
+import type { ProxiedAddresses } from '../http/proxy-protocol.js';
 import { WheelTimer, type TimerOwner, type TimerWheel } from '../core/timer-wheel.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 
@@ -72,14 +73,21 @@ export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
   #deferredError: WsgateError | null = null;
   /** The client sent FIN: answer what was asked, then close. */
   #clientEnded = false;
+  /** What a PROXY header said, or null. */
+  readonly #proxied: ProxiedAddresses | null;
 
-  constructor(host: ConnectionHost, socket: net.Socket, config: ResolvedConfig, router: Router) {
+  /**
+   * `proxied`: the addresses a PROXY protocol header gave (listen/proxy-header.ts):
+   * the client is its source, for forwarded fields, logs, limits and trust alike.
+   */
+  constructor(host: ConnectionHost, socket: net.Socket, config: ResolvedConfig, router: Router, proxied: ProxiedAddresses | null = null) {
     this.host = host;
     this.socket = socket as DownstreamSocket;
     this.config = config;
     this.router = router;
     this.wheel = host.wheel;
-    this.remoteAddress = socket.remoteAddress ?? '';
+    this.#proxied = proxied;
+    this.remoteAddress = proxied?.sourceAddress ?? socket.remoteAddress ?? '';
     this.peerTrusted = config.trustedProxies.contains(this.remoteAddress);
     this.proto = (socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
     this.#context = { pool: host.pool, wheel: host.wheel, config, tunnels: host.tunnels };
@@ -90,10 +98,20 @@ export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
     socket.on('close', connectionOnClose);
   }
 
-  /** Starts reading heads from the socket (accepted connections). */
-  start(): void {
+  /** Starts reading heads from the socket (accepted connections); `initial`: bytes already read from it (after a PROXY header). */
+  start(initial: Buffer | null = null): void {
     this.#listen();
+    // A socket something else read from first (a PROXY header) was left paused.
+    if (this.socket.isPaused()) this.socket.resume();
     this.#arm(ConnTimeout.Head); // the first head's clock starts at accept
+    if (initial !== null) this.received(initial);
+  }
+
+  /** The TCP endpoints this connection stands for: the PROXY header's, else the socket's own (for `sendProxyProtocol`). */
+  endpoints(): ProxiedAddresses {
+    if (this.#proxied !== null) return this.#proxied;
+    const socket = this.socket;
+    return { sourceAddress: this.remoteAddress, sourcePort: socket.remotePort ?? 0, destinationAddress: socket.localAddress ?? '', destinationPort: socket.localPort ?? 0 };
   }
 
   /** Starts from a head node's http server already parsed (`handleUpgrade`). */

@@ -26,6 +26,7 @@ import { checkSwitchingProtocols } from '../http/handshake.js';
 import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead } from '../http/head-reader.js';
 import { buildDownstreamResponseHead, buildInformationalHead } from '../http/headers.js';
 import type { RouteMatch } from '../http/router.js';
+import { buildProxyHeader, type ProxiedAddresses } from '../http/proxy-protocol.js';
 import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from '../upstream/dialer.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import { Tunnel, type TunnelCloseCallback, type TunnelCrashCallback } from '../tunnel/tunnel.js';
@@ -62,6 +63,8 @@ export interface ExchangeOwner extends RequestClient {
    */
   handOver(): Buffer[];
   crashed(err: unknown): void;
+  /** The client connection's TCP endpoints (a PROXY header's when one came), for a PROXY header upstream. */
+  endpoints(): ProxiedAddresses;
 }
 
 /** Where the tunnels that exchanges build are registered (gateway.ts): stats, events, drain. */
@@ -119,7 +122,9 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner, R
     this.#wheel = context.wheel;
     this.#config = context.config;
     this.#tunnels = context.tunnels;
-    this.#key = request.route.location.upstream.key;
+    const location = request.route.location;
+    // A connection that carried a PROXY header speaks for one client connection: reused only by it.
+    this.#key = location.sendProxyProtocol === null ? location.upstream.key : `${location.upstream.key}|${conn.remoteAddress}|${conn.endpoints().sourcePort}`;
     this.#timer = new WheelTimer(this);
     this.#relay = new ResponseRelay(conn.socket, this);
   }
@@ -217,7 +222,10 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner, R
     this.#reader?.release();
     this.#reader = new HeadReader(HeadKind.Response, this, MAX_RESPONSE_HEAD, this.#config.maxHeaders * 2);
     // The head and the body read so far leave in one writev.
-    writeRequest(this.upstream!, request, this.conn, this.#config.trustedProxies, this.#pool.options.maxIdle > 0, this.#queued, this.#requestEnded);
+    // A fresh connection to an upstream that asked for it starts with the PROXY header.
+    const version = request.route.location.sendProxyProtocol;
+    const proxyHeader = version !== null && !this.#reused ? buildProxyHeader(version, this.conn.endpoints()) : null;
+    writeRequest(this.upstream!, request, this.conn, this.#config.trustedProxies, this.#pool.options.maxIdle > 0, this.#queued, this.#requestEnded, proxyHeader);
     this.#queued = [];
     this.#lastActive = this.#wheel.now;
     // The client's turn while it owes request body; then the upstream's.

@@ -22,7 +22,8 @@ export interface RequestClient {
 
 /**
  * Writes the head and the body pieces `queued` so far (with the last chunk
- * when `ended` and chunked). Bytes that followed an upgrade head are not
+ * when `ended` and chunked), after `proxyHeader` on a fresh connection to an
+ * upstream that asked for one. Bytes that followed an upgrade head are not
  * among them: they wait for the 101, so an upstream that refuses the upgrade
  * never sees them.
  */
@@ -34,6 +35,7 @@ export function writeRequest(
   keepAlive: boolean,
   queued: readonly Buffer[],
   ended: boolean,
+  proxyHeader: Buffer | null = null,
 ): void {
   const head = buildUpstreamRequestHead(request.head, {
     target: request.route.upstreamTarget!,
@@ -49,7 +51,7 @@ export function writeRequest(
     transferCodings: request.transferCodings,
     keepAlive,
   });
-  const pieces: Array<string | Buffer> = [head];
+  const pieces: Array<string | Buffer> = proxyHeader === null ? [head] : [proxyHeader, head];
   if (!request.webSocket) {
     for (const chunk of queued) pushBody(pieces, chunk, request.chunked);
     if (ended && request.chunked) pieces.push(LAST_CHUNK);

@@ -26,6 +26,8 @@ interface CliArgs {
   connectTimeout?: number;
   headTimeout?: number;
   maxConnections?: number;
+  maxConnectionsPerClient?: number;
+  connectionRatePerClient?: string;
   trustedProxy?: string[];
   drainTimeout: number;
   logLevel: LogLevel;
@@ -54,6 +56,8 @@ function parseArgs(argv: string[]): CliArgs {
     .option('connect-timeout', { type: 'number', describe: 'upstream connect timeout, seconds (default 5)' })
     .option('head-timeout', { type: 'number', describe: 'time to receive a request head, seconds (default 10)' })
     .option('max-connections', { type: 'number', describe: 'open client connections beyond which new ones get 503 (default 0: no limit)' })
+    .option('max-connections-per-client', { type: 'number', describe: 'open connections (tunnels included) one client address may hold; more get 503 (default 0: no limit)' })
+    .option('connection-rate-per-client', { type: 'string', describe: 'connections one client address may open, N/s or N/m; faster ones get 503 (default: no limit)' })
     .option('trusted-proxy', { type: 'string', array: true, describe: 'address or CIDR whose X-Forwarded-* are believed (repeatable; default: nobody; 127.0.0.1 for a local front proxy)' })
     .option('drain-timeout', { type: 'number', default: 10, describe: 'on SIGTERM/SIGINT, seconds open tunnels may finish' })
     .option('check', { type: 'boolean', default: false, describe: 'validate the config and flags, print "configuration ok" or every error, exit 0 or 2; binds nothing' })
@@ -98,6 +102,8 @@ function buildConfig(args: CliArgs): GatewayConfig {
   if (args.connectTimeout !== undefined) config.connectTimeout = args.connectTimeout;
   if (args.headTimeout !== undefined) config.headTimeout = args.headTimeout;
   if (args.maxConnections !== undefined) config.maxConnections = args.maxConnections;
+  if (args.maxConnectionsPerClient !== undefined) config.maxConnectionsPerClient = args.maxConnectionsPerClient;
+  if (args.connectionRatePerClient !== undefined) config.connectionRatePerClient = args.connectionRatePerClient;
   if (args.trustedProxy !== undefined) config.trustedProxies = args.trustedProxy.filter((entry) => entry !== 'none');
   if (config.listen === undefined || config.listen.length === 0) config.listen = ['127.0.0.1:8000'];
   if (args.proxyProtocol) config.listen = config.listen.map((entry) => (typeof entry === 'object' ? { ...entry, proxyProtocol: true } : { address: entry, proxyProtocol: true }));

@@ -133,6 +133,11 @@ export const CONFIG_SCHEMA = {
     maxHeadSize: count('Largest request head in bytes; then 431. Default 16384.', 1),
     maxHeaders: count('Most header fields in a request head; then 431. Default 100.', 1),
     maxConnections: count('Open client connections beyond which new ones get 503; 0: no limit. Default 0.', 0),
+    maxConnectionsPerClient: count('Open connections (tunnels included) one client address may hold; more get 503. 0: no limit. Default 0.', 0),
+    connectionRatePerClient: {
+      oneOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*/\\s*(s|m)\\s*$' }, { type: 'number', minimum: 0 }],
+      description: 'Connections one client address may open: "N/s", "N/m" or a number per second; faster ones get 503. Default: no limit.',
+    },
     keepAliveTimeout: seconds('Idle time between requests on a client keep-alive connection (nginx keepalive_timeout). Default 75.'),
     keepAliveRequests: count('Requests served on one client connection before it is closed. Default 1000.', 1),
     upstreamKeepAlive: count('Idle keep-alive connections kept per upstream address; 0 closes each after its request. Default 256.', 0),

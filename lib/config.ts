@@ -12,6 +12,7 @@ import { ConfigError } from './core/errors.js';
 import { describeBadValueChar, isFieldValue, isTargetText, isToken } from './http/field-syntax.js';
 import type { Logger } from './core/log.js';
 import { loadPair, type CertificatePair } from './listen/certificates.js';
+import { parseConnectionRate, type ConnectionRate } from './limits/client-limits.js';
 import { DEFAULT_TRUSTED_PROXIES, TrustedProxies, parseTrustedProxy } from './http/trusted-proxies.js';
 
 /** How wsgate talks TLS to an `https://` upstream. */
@@ -96,6 +97,10 @@ export interface GatewayConfig extends TimeoutDefaults {
   maxHeaders?: number;
   /** Open client connections (tunnels included) beyond which new ones get 503 and are closed; 0 means no limit. Default 0. */
   maxConnections?: number;
+  /** Open connections (tunnels included) one client address may hold; more get 503. 0: no limit. Default 0. */
+  maxConnectionsPerClient?: number;
+  /** Connections one client address may open: `"N/s"`, `"N/m"` or a number per second; faster ones get 503. Default: no limit. */
+  connectionRatePerClient?: string | number;
   /** Idle time allowed between requests on a client keep-alive connection (nginx `keepalive_timeout`). Default 75. */
   keepAliveTimeout?: number;
   /** Requests served on one client connection before it is closed (nginx `keepalive_requests`). Default 1000. */
@@ -178,6 +183,8 @@ export interface ResolvedConfig {
   readonly maxHeaders: number;
   readonly checkWebSocketAccept: boolean;
   readonly maxConnections: number;
+  readonly maxConnectionsPerClient: number;
+  readonly connectionRatePerClient: ConnectionRate | null;
   readonly trustedProxies: TrustedProxies;
   readonly keepAliveTimeoutMs: number;
   readonly keepAliveRequests: number;
@@ -246,6 +253,13 @@ export function parseListen(spec: string | number, field: string): { host: strin
   let host = m[1] ?? '';
   if (host.startsWith('[')) host = host.slice(1, -1);
   return { host: host || '0.0.0.0', port };
+}
+
+function resolveRate(value: unknown): ConnectionRate | null {
+  if (value === undefined) return null;
+  const rate = parseConnectionRate(value);
+  if (rate === null) fail('connectionRatePerClient', `expected "N/s", "N/m" or a number of connections per second > 0, got ${JSON.stringify(value)}`);
+  return rate;
 }
 
 function resolveListen(spec: string | number | ListenConfig, field: string): ResolvedListen {
@@ -497,6 +511,8 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
     checkWebSocketAccept: input.checkWebSocketAccept ?? true,
     maxConnections: nonNegativeInt(input.maxConnections, 'maxConnections', 0),
+    maxConnectionsPerClient: nonNegativeInt(input.maxConnectionsPerClient, 'maxConnectionsPerClient', 0),
+    connectionRatePerClient: resolveRate(input.connectionRatePerClient),
     trustedProxies: new TrustedProxies(trusted),
     keepAliveTimeoutMs: seconds(input.keepAliveTimeout, 'keepAliveTimeout', DEFAULTS.keepAliveTimeout),
     keepAliveRequests: positiveInt(input.keepAliveRequests, 'keepAliveRequests', DEFAULTS.keepAliveRequests),

@@ -21,6 +21,7 @@ import { withPooledReads } from './io/read-buffers.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 import { initSocketFields } from './io/socket-fields.js';
 import { Refusals } from './limits/refusals.js';
+import { ClientLimits } from './limits/client-limits.js';
 import { Router, type RouteMatch } from './http/router.js';
 import { TimerWheel } from './core/timer-wheel.js';
 import type { Tunnel, TunnelCloseReason } from './tunnel/tunnel.js';
@@ -68,6 +69,8 @@ export interface GatewayStats {
   readonly tlsHandshakeFailures: number;
   /** Connections on PROXY protocol listeners closed for a missing or malformed header. */
   readonly proxyProtocolErrors: number;
+  /** Connections refused (503) or closed at accept for maxConnectionsPerClient or connectionRatePerClient. */
+  readonly clientLimitRefusals: number;
   /** The fast paths below Node's public API in effect in this process (io/node-internals.ts). */
   readonly fastPaths: FastPaths;
 }
@@ -125,6 +128,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     super();
     this.#config = resolveConfig(config);
     this.#router = new Router(this.#config);
+    this.#clientLimits = new ClientLimits(this.#config.maxConnectionsPerClient, this.#config.connectionRatePerClient);
     this.wheel = new TimerWheel({ tickMs: 100 });
     this.pool = new UpstreamPool(this.wheel, poolOptions(this.#config), (err) => this.#internalError(err, {}));
     // Two descriptors per client connection (its own and its upstream's, open or to come),
@@ -263,6 +267,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       this.#refusals.refuseForDescriptors(socket, new WsgateError('WSG_ERR_DESCRIPTOR_LIMIT', this.#refusals.describeUse()));
       return null;
     }
+    if (!this.#closing && this.#clientLimits.enabled && !this.#admitClient(socket, proxied?.sourceAddress ?? socket.remoteAddress ?? '')) return null;
     if (!this.#closing) {
       try {
         conn = new Connection(this, initSocketFields(socket), this.#config, this.#router, proxied);
@@ -279,6 +284,29 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#connections.add(conn);
     this.#totalConnections++;
     return conn;
+  }
+
+  /**
+   * Per-client limits (limits/client-limits.ts) for a new connection from
+   * `client`: counted until its socket closes, in its tunnel too; refused
+   * with a 503, or closed unanswered when the client is far past its limits.
+   * A trusted proxy's connections are not counted.
+   */
+  #admitClient(socket: net.Socket, client: string): boolean {
+    if (this.#config.trustedProxies.contains(client)) return true;
+    const { verdict, error } = this.#clientLimits.admit(client, Date.now());
+    if (verdict === 'admit') {
+      socket.once('close', () => this.#clientLimits.closed(client));
+      return true;
+    }
+    this.#clientLimitLog.log('warn', error!.message, { code: 'WSG_ERR_CLIENT_LIMIT', status: verdict === 'refuse' ? 503 : 0, remote: client, refused: this.#clientLimits.refused });
+    if (verdict === 'refuse') {
+      this.#refusals.refuse(socket, error!, false);
+    } else {
+      socket.on('error', () => {});
+      socket.destroy();
+    }
+    return false;
   }
 
   /** New connections use `config` from now on; open connections and tunnels keep what they started with. */
@@ -300,6 +328,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#config = resolved;
     this.#router = router;
     this.pool.options = poolOptions(resolved);
+    this.#clientLimits.configure(resolved.maxConnectionsPerClient, resolved.connectionRatePerClient);
     this.#log('info', 'config reloaded', { servers: resolved.servers.length });
   }
 
@@ -316,6 +345,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#proxyHeaderLog.log('warn', `PROXY protocol header refused: ${reason}`, { code: 'WSG_ERR_PROXY_PROTOCOL', remote: socket.remoteAddress, refused: this.#proxyProtocolErrors });
   }
 
+  readonly #clientLimits: ClientLimits;
+  readonly #clientLimitLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
   #tlsHandshakeFailures = 0;
   #proxyProtocolErrors = 0;
   readonly #handshakeLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
@@ -338,6 +369,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       internalErrors: this.#internalErrors,
       tlsHandshakeFailures: this.#tlsHandshakeFailures,
       proxyProtocolErrors: this.#proxyProtocolErrors,
+      clientLimitRefusals: this.#clientLimits.refused,
       fastPaths: fastPaths(),
     };
   }

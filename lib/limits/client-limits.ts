@@ -33,14 +33,20 @@ export type ClientVerdict = 'admit' | 'refuse' | 'drop';
 const SWEEP_AT = 65_536;
 
 export class ClientLimits {
-  readonly #maxOpen: number;
-  readonly #rate: number;
+  #maxOpen: number;
+  #rate: number;
   readonly #clients = new Map<string, Client>();
   /** Connections refused or dropped for a per-client limit, since start. */
   refused = 0;
 
   /** `maxOpen` 0 and `rate` null: no limit. */
   constructor(maxOpen: number, rate: ConnectionRate | null) {
+    this.#maxOpen = maxOpen;
+    this.#rate = rate?.perSecond ?? 0;
+  }
+
+  /** New limits (a reload): counts of open connections are kept. */
+  configure(maxOpen: number, rate: ConnectionRate | null): void {
     this.#maxOpen = maxOpen;
     this.#rate = rate?.perSecond ?? 0;
   }

@@ -10,6 +10,8 @@ import { ConfigError } from './core/errors.js';
 import { createGateway, type Gateway } from './gateway.js';
 import { createStreamLogger, LOG_LEVELS, type LogLevel } from './core/log.js';
 import { parserUnavailable } from './io/node-internals.js';
+import { availableParallelism } from 'node:os';
+import { supervise, workerMode, WORKER_ENV, type PrimaryMessage, type WorkerMessage } from './supervisor.js';
 
 interface CliArgs {
   listen?: string[];
@@ -32,6 +34,7 @@ interface CliArgs {
   drainTimeout: number;
   logLevel: LogLevel;
   check: boolean;
+  workers: string;
 }
 
 function parseArgs(argv: string[]): CliArgs {
@@ -60,6 +63,7 @@ function parseArgs(argv: string[]): CliArgs {
     .option('connection-rate-per-client', { type: 'string', describe: 'connections one client address may open, N/s or N/m; faster ones get 503 (default: no limit)' })
     .option('trusted-proxy', { type: 'string', array: true, describe: 'address or CIDR whose X-Forwarded-* are believed (repeatable; default: nobody; 127.0.0.1 for a local front proxy)' })
     .option('drain-timeout', { type: 'number', default: 10, describe: 'on SIGTERM/SIGINT, seconds open tunnels may finish' })
+    .option('workers', { type: 'string', default: '1', describe: 'worker processes serving the same listeners: a number, or auto (one per core); SO_REUSEPORT where Node has it, node:cluster elsewhere' })
     .option('check', { type: 'boolean', default: false, describe: 'validate the config and flags, print "configuration ok" or every error, exit 0 or 2; binds nothing' })
     .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'least severe log level written to stderr' })
     .strict()
@@ -133,7 +137,9 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (args.check) check(args);
+  const workers = workerCount(args.workers);
   const logger = createStreamLogger(args.logLevel);
+  const isWorker = process.env[WORKER_ENV.worker] === '1';
   let gateway: Gateway;
   try {
     gateway = createGateway({ ...buildConfig(args), logger });
@@ -145,14 +151,37 @@ async function main(): Promise<void> {
     throw err;
   }
 
+  if (workers > 1 && !isWorker) {
+    await supervise({
+      count: workers,
+      script: process.argv[1],
+      argv: process.argv.slice(2),
+      listen: gateway.config.listen,
+      logger,
+      onListening: (urls) => process.stdout.write(urls.map((url) => `listening on ${url}\n`).join('')),
+    });
+    return;
+  }
+  // A worker binds the ports its primary resolved, with SO_REUSEPORT in that mode.
+  const ports = isWorker ? (JSON.parse(process.env[WORKER_ENV.ports] ?? '[]') as number[]) : [];
+  const reusePort = isWorker && workerMode() === 'reuseport';
+  const urls: string[] = [];
   try {
-    for (const spec of gateway.config.listen) {
-      const address = await gateway.listen({ host: spec.host, port: spec.port, tls: spec.tls === null ? undefined : { certificates: [...spec.tls.certificates] }, proxyProtocol: spec.proxyProtocol });
-      process.stdout.write(`listening on ${address.url.replace(/\/$/, '')}\n`);
+    for (const [i, spec] of gateway.config.listen.entries()) {
+      const address = await gateway.listen({ host: spec.host, port: ports[i] ?? spec.port, tls: spec.tls === null ? undefined : { certificates: [...spec.tls.certificates] }, proxyProtocol: spec.proxyProtocol, reusePort });
+      urls.push(address.url.replace(/\/$/, ''));
     }
   } catch (err) {
     process.stderr.write(`wsgate: cannot listen: ${(err as Error).message}\n`);
     process.exit(1);
+  }
+  if (isWorker) {
+    process.on('message', (message: PrimaryMessage) => {
+      if (message?.type === 'ticketKeys') gateway.setTicketKeys(Buffer.from(message.keys, 'base64'));
+    });
+    process.send?.({ type: 'listening', urls } satisfies WorkerMessage);
+  } else {
+    process.stdout.write(urls.map((url) => `listening on ${url}\n`).join(''));
   }
 
   let stopping = false;
@@ -170,6 +199,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  // A worker whose primary is gone (killed) drains and exits too.
+  if (isWorker) process.on('disconnect', () => stop('primary gone'));
   process.on('SIGHUP', () => {
     try {
       gateway.reload({ ...buildConfig(args), logger });
@@ -177,6 +208,17 @@ async function main(): Promise<void> {
       logger.log('error', `reload failed, keeping the running config: ${(err as Error).message}`);
     }
   });
+}
+
+/** `--workers`: a count, or `auto` (one per core); exits 2 on anything else. */
+function workerCount(text: string): number {
+  if (text === 'auto') return availableParallelism();
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1 || n > 1024) {
+    process.stderr.write(`wsgate: invalid configuration: --workers: expected a number from 1 to 1024 or auto, got ${JSON.stringify(text)}\n`);
+    process.exit(2);
+  }
+  return n;
 }
 
 /** `--check` (nginx -t, haproxy -c): every problem, or `configuration ok`; exits 0 or 2 without binding anything. */

@@ -83,6 +83,8 @@ export interface ListenSpec {
   tls?: { certificates: CertificatePair[] };
   /** Read a PROXY protocol header (v1 or v2) before anything else on each connection. */
   proxyProtocol?: boolean;
+  /** Bind with SO_REUSEPORT (Node 22.12+ on Linux), so that several processes serve the same address. */
+  reusePort?: boolean;
 }
 
 export interface CloseOptions {
@@ -183,10 +185,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     } else {
       targets = [{ host: spec.host ?? '127.0.0.1', port: spec.port ?? 0, tls: spec.tls ?? null, proxyProtocol: spec.proxyProtocol ?? false }];
     }
+    const reusePort = typeof spec === 'object' && spec.reusePort === true;
     await this.#probe();
     const bound: ListenAddress[] = [];
     for (const target of targets) {
-      const entry = await this.#listeners.open({ ...target, handshakeTimeoutMs: this.#config.headTimeoutMs });
+      const entry = await this.#listeners.open({ ...target, handshakeTimeoutMs: this.#config.headTimeoutMs, reusePort });
       this.emit('listening', entry);
       bound.push(entry);
     }
@@ -284,6 +287,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#connections.add(conn);
     this.#totalConnections++;
     return conn;
+  }
+
+  /**
+   * TLS session ticket keys (48 bytes) for every TLS listener, open and to
+   * come: processes that share one set resume each other's sessions.
+   */
+  setTicketKeys(keys: Buffer): void {
+    if (keys.length !== 48) throw new RangeError(`session ticket keys are 48 bytes, got ${keys.length}`);
+    this.#listeners.setTicketKeys(keys);
   }
 
   /**

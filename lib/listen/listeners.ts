@@ -32,6 +32,8 @@ export interface ListenOptions {
   readonly proxyProtocol: boolean;
   /** How long a TLS handshake, or a PROXY header, may take. */
   readonly handshakeTimeoutMs: number;
+  /** Bind with SO_REUSEPORT (Node 22.12+ on Linux): worker processes each bind the same address. */
+  readonly reusePort?: boolean;
 }
 
 /** Who a connection is from, when a PROXY header said so. */
@@ -102,7 +104,8 @@ export class Listeners {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
       server.once('error', onError);
-      server.listen({ host, port }, () => {
+      // `reusePort` is Node 22.12+; @types/node 20 does not name it.
+      server.listen({ host, port, ...(options.reusePort === true ? { reusePort: true } : {}) } as net.ListenOptions, () => {
         server.removeListener('error', onError);
         const address = server.address() as net.AddressInfo;
         const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
@@ -110,7 +113,10 @@ export class Listeners {
         const bound: ListenAddress = { host: address.address, port: address.port, url: `${scheme}://${shownHost}:${address.port}/`, tls: tlsEntry !== null, proxyProtocol };
         this.#servers.push(server);
         this.#addresses.push(bound);
-        if (tlsEntry !== null) this.#tls.push(tlsEntry);
+        if (tlsEntry !== null) {
+          this.#tls.push(tlsEntry);
+          if (this.#ticketKeys !== null) tlsEntry.server.setTicketKeys(this.#ticketKeys);
+        }
         resolve(bound);
       });
     });
@@ -175,6 +181,14 @@ export class Listeners {
       tlsEntry.server.emit('connection', socket); // documented: injects a connection into a TLS server
     });
   }
+
+  /** Session ticket keys (48 bytes) for every TLS listener, now and opened later: workers share one set. */
+  setTicketKeys(keys: Buffer): void {
+    this.#ticketKeys = keys;
+    for (const entry of this.#tls) entry.server.setTicketKeys(keys);
+  }
+
+  #ticketKeys: Buffer | null = null;
 
   /**
    * New handshakes on each TLS listener use the certificates `pairsFor` gives

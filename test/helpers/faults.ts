@@ -286,9 +286,9 @@ export function spawnCli(t: Teardown, args: string[], { fdLimit, nodeFlags = [],
  */
 export async function startCli(t: Teardown, args: string[], options: CliOptions = {}): Promise<Child & { port: number; ports: number[] }> {
   const c = spawnCli(t, args, options);
-  const m = await waitForLine(c, /listening on http:\/\/[^:]+:(\d+)/, 'wsgate');
+  const m = await waitForLine(c, /listening on https?:\/\/[^:]+:(\d+)/, 'wsgate');
   await new Promise((r) => setTimeout(r, 50)); // the other listeners' lines follow at once
-  const ports = [...c.stdout().matchAll(/listening on http:\/\/[^:]+:(\d+)/g)].map((line) => Number(line[1]));
+  const ports = [...c.stdout().matchAll(/listening on https?:\/\/[^:]+:(\d+)/g)].map((line) => Number(line[1]));
   return { ...c, port: Number(m[1]), ports };
 }
 

@@ -17,7 +17,7 @@ import { hideBin } from 'yargs/helpers';
 import { hasWrk, measureHttp, startHttpUpstream } from './http.js';
 import { measureMemory } from './http-memory.js';
 import { barChart } from './lib/chart.js';
-import { PEER_NAMES, hasTaskset, peerAvailable, type PeerName } from './lib/peers.js';
+import { PEER_NAMES, hasTaskset, makeBenchCertificate, peerAvailable, type PeerName, type PeerOptions } from './lib/peers.js';
 import { measureClosed, measureHandshake, measureAfterIdle, measureIdle, measureLatency, startWsEcho, type WsUpstream } from './ws.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -46,6 +46,8 @@ interface Scenario {
   peers?: PeerName[];
   runs?: number;
   note: string;
+  /** Every peer serves TLS (one self-signed EC P-256 certificate); peers without a TLS listener are skipped. */
+  tls?: boolean;
 }
 
 const args = yargs(hideBin(process.argv))
@@ -70,6 +72,10 @@ const peers = (args.peers ?? (quick ? 'direct,wsgate,nginx' : PEER_NAMES.join(',
 for (const p of peers) if (!PEER_NAMES.includes(p)) throw new Error(`unknown peer ${p}; known: ${PEER_NAMES.join(', ')}`);
 const peerOptions = { node: args.node, node20: process.execPath, cli: args.cli, nodeFlags: args.nodeFlags ? args.nodeFlags.split(' ') : undefined };
 
+let benchCertificate: PeerOptions['tls'];
+/** The peers' options with TLS on (the certificate is made on first use). */
+const tlsPeerOptions = (): typeof peerOptions & { tls: NonNullable<PeerOptions['tls']> } => ({ ...peerOptions, tls: (benchCertificate ??= makeBenchCertificate()) });
+
 /** A scenario environment around a fresh raw WebSocket echo upstream. */
 function onWsEcho(measure: (upstream: WsUpstream, peer: PeerName) => Promise<Figures>): Scenario['start'] {
   return async () => {
@@ -78,8 +84,9 @@ function onWsEcho(measure: (upstream: WsUpstream, peer: PeerName) => Promise<Fig
   };
 }
 
-function wsClosed(name: string, connections: number, inFlight: number, size: number, note: string, main: 'cpuUsPerMsg' | 'cpuSPerGB'): Scenario {
+function wsClosed(name: string, connections: number, inFlight: number, size: number, note: string, main: 'cpuUsPerMsg' | 'cpuSPerGB', tls = false): Scenario {
   return {
+    tls,
     name,
     main,
     mainLabel: main === 'cpuUsPerMsg' ? 'CPU µs/msg' : 'CPU s/GB',
@@ -90,7 +97,7 @@ function wsClosed(name: string, connections: number, inFlight: number, size: num
       ['p99Ms', 'p99 ms', 2],
     ],
     note,
-    start: onWsEcho((upstream, peer) => measureClosed(peer, peerOptions, upstream, { connections, inFlight, size, seconds, warmupSeconds: WARMUP_SECONDS })),
+    start: onWsEcho((upstream, peer) => measureClosed(peer, tls ? tlsPeerOptions() : peerOptions, upstream, { connections, inFlight, size, seconds, warmupSeconds: WARMUP_SECONDS })),
   };
 }
 
@@ -108,6 +115,20 @@ const SCENARIOS: Scenario[] = [
     ],
     note: '20 concurrent loops of connect, upgrade, one 16 B echo, close',
     start: onWsEcho((upstream, peer) => measureHandshake(peer, peerOptions, upstream, seconds, WARMUP_SECONDS)),
+  },
+  wsClosed('tls-small', 100, 1, 64, 'wss://: 64 B messages, 100 connections, ping-pong', 'cpuUsPerMsg', true),
+  wsClosed('tls-bulk', 10, 8, 65536, 'wss://: 64 KiB messages, 10 connections, 8 in flight each; GB counts payload both ways', 'cpuSPerGB', true),
+  {
+    name: 'tls-handshake',
+    main: 'cpuUsPerHandshake',
+    mainLabel: 'CPU µs/handshake',
+    columns: [
+      ['handshakesPerSec', 'handshakes/s', 0],
+      ['failures', 'failures', 0],
+    ],
+    note: 'wss://: 20 concurrent loops of a full TLS handshake (EC P-256, no resumption), upgrade, one 16 B echo, close',
+    tls: true,
+    start: onWsEcho((upstream, peer) => measureHandshake(peer, tlsPeerOptions(), upstream, seconds, WARMUP_SECONDS)),
   },
   {
     name: 'latency',
@@ -203,7 +224,7 @@ const notes: string[] = [];
 async function runScenario(scenario: Scenario): Promise<void> {
   const list = (scenario.peers ?? peers).filter((p) => peers.includes(p));
   const available = list.filter((peer) => {
-    const ok = peerAvailable(peer, peerOptions);
+    const ok = peerAvailable(peer, scenario.tls ? { ...peerOptions, tls: benchCertificate ?? { cert: '', key: '', combined: '' } } : peerOptions);
     if (ok !== true) notes.push(`${scenario.name}: ${peer} skipped: ${ok}`);
     return ok === true;
   });

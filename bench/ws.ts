@@ -70,7 +70,7 @@ async function withPeer<T>(peer: PeerName, options: Omit<PeerOptions, 'upstreamP
 /** One closed-loop run against a running peer: the generator's figures and the proxy's CPU seconds over its measured window. */
 async function closedLoop(running: RunningPeer, pids: number[], spec: ClosedLoopSpec): Promise<{ r: Record<string, number>; cpu: number; gb: number }> {
   let before = 0;
-  const load = runLoad('closed', running.port, spec, () => (before = cpuSeconds(pids)));
+  const load = runLoad('closed', running.port, { ...spec, tls: running.tls }, () => (before = cpuSeconds(pids)));
   const r = await load.result;
   const cpu = cpuSeconds(pids) - before;
   return { r, cpu, gb: (r.messages * spec.size * 2) / 1e9 }; // GB: payload through the proxy, both directions
@@ -97,7 +97,7 @@ export async function measureHandshake(peer: PeerName, options: Omit<PeerOptions
   return withPeer(peer, options, upstream, async (running) => {
     const pids = running.pid === null ? [] : processTree(running.pid);
     let before = 0;
-    const load = runLoad('handshake', running.port, { connections: 20, seconds, warmupSeconds }, () => (before = cpuSeconds(pids)));
+    const load = runLoad('handshake', running.port, { connections: 20, seconds, warmupSeconds, tls: options.tls !== undefined }, () => (before = cpuSeconds(pids)));
     const r = await load.result;
     const cpu = cpuSeconds(pids) - before;
     return {

@@ -21,7 +21,7 @@ export const DEMO_PAGE = `<!doctype html>
 <body>
 <h1>wsgate demo</h1>
 <p>This page came from the demo app through wsgate (<code>location /</code>). Its WebSocket goes to
-<code>ws://HOST/ws/</code>, which wsgate tunnels to the echo server (<code>location /ws/</code>).</p>
+<code>ws://HOST/ws/</code> (<code>wss://</code> when the page came over https), which wsgate tunnels to the echo server (<code>location /ws/</code>).</p>
 <p>WebSocket: <span id="status">connecting</span></p>
 <form id="form"><input id="message" autocomplete="off" value="hello through wsgate"> <button id="send">Send</button></form>
 <ul id="log"></ul>
@@ -29,7 +29,7 @@ export const DEMO_PAGE = `<!doctype html>
   const status = document.getElementById('status');
   const log = document.getElementById('log');
   function add(cls, text) { const li = document.createElement('li'); li.className = cls; li.textContent = text; log.appendChild(li); }
-  const socket = new WebSocket('ws://' + location.host + '/ws/');
+  const socket = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws/');
   socket.onopen = () => { status.textContent = 'open'; socket.send('hello from the browser'); add('sent', '> hello from the browser'); };
   socket.onmessage = (event) => add('echo', '< ' + event.data);
   socket.onclose = (event) => { status.textContent = 'closed (' + event.code + ')'; };
@@ -59,7 +59,12 @@ function listen(server: http.Server, port: number): Promise<number> {
   });
 }
 
-export async function startDemo(ports: { proxy?: number; app?: number; echo?: number } = {}, quiet = false): Promise<Demo> {
+export async function startDemo(
+  ports: { proxy?: number; app?: number; echo?: number } = {},
+  quiet = false,
+  /** Serve the page over TLS (https:// and wss://) with these certificates. */
+  tls?: { certificates: Array<{ cert: string; key: string }> },
+): Promise<Demo> {
   const app = http.createServer((req, res) => {
     if (req.url === '/' || req.url === '/index.html') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -84,7 +89,7 @@ export async function startDemo(ports: { proxy?: number; app?: number; echo?: nu
     routes: [`/ws/=http://127.0.0.1:${echoPort}`, `/=http://127.0.0.1:${appPort}`],
     logger: quiet ? null : createStreamLogger('info'),
   });
-  const address = await gateway.listen(ports.proxy ?? 8000, '127.0.0.1');
+  const address = await gateway.listen({ port: ports.proxy ?? 8000, host: '127.0.0.1', tls });
   return {
     url: address.url,
     gateway,

@@ -10,7 +10,7 @@
 // A peer whose program is missing is skipped with a note, never faked.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,8 @@ export interface RunningPeer {
   readonly name: string;
   /** Port clients connect to. */
   readonly port: number;
+  /** It serves TLS on that port. */
+  readonly tls: boolean;
   /** Root pid whose process tree is measured; null for `direct`. */
   readonly pid: number | null;
   stop(): Promise<void>;
@@ -38,6 +40,8 @@ export interface PeerOptions {
   nodeFlags?: string[];
   /** wsgate CLI to run (A/B experiments against another build); default this checkout's dist. */
   cli?: string;
+  /** Serve TLS with this certificate (one EC P-256 pair for every peer; `combined`: both in one file, for HAProxy). */
+  tls?: { cert: string; key: string; combined: string };
 }
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -95,14 +99,15 @@ export async function stopChild(child: ChildProcess): Promise<void> {
 }
 
 /** Whether the peer can run here; a string says why not. */
-export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node'>): true | string {
+export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node' | 'tls'>): true | string {
+  if (options.tls !== undefined && (name === 'direct' || name === 'node-naive')) return 'no TLS listener';
   if (name === 'nginx' || name === 'nginx-64k') return which('nginx') ? true : 'nginx not installed (scripts/install-peers.sh)';
   if (name === 'haproxy') return which('haproxy') ? true : 'haproxy not installed (scripts/install-peers.sh)';
   if (name === 'wsgate' && !existsSync(options.node)) return `node binary ${options.node} missing`;
   return true;
 }
 
-function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean): string {
+function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls']): string {
   return `worker_processes 1;
 daemon off;
 master_process off;
@@ -120,7 +125,8 @@ http {
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
   upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 256; }
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port}${tls ? ' ssl' : ''} backlog=4096;
+${tls ? `    ssl_certificate ${tls.cert};\n    ssl_certificate_key ${tls.key};\n    ssl_protocols TLSv1.2 TLSv1.3;\n` : ''}
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -135,7 +141,7 @@ ${bigBuffers ? '      proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buf
 `;
 }
 
-function haproxyConfig(port: number, upstreamPort: number): string {
+function haproxyConfig(port: number, upstreamPort: number, tls: PeerOptions['tls']): string {
   return `global
   maxconn 9000
   nbthread 1
@@ -147,7 +153,7 @@ defaults
   timeout tunnel 1h
   option http-keep-alive
 frontend in
-  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${port}${tls ? ` ssl crt ${tls.combined} alpn http/1.1` : ''}
   default_backend out
 backend out
   http-reuse always
@@ -156,7 +162,7 @@ backend out
 }
 
 export async function startPeer(name: PeerName, options: PeerOptions): Promise<RunningPeer> {
-  if (name === 'direct') return { name, port: options.upstreamPort, pid: null, stop: async () => {} };
+  if (name === 'direct') return { name, port: options.upstreamPort, pid: null, tls: false, stop: async () => {} };
   const port = await freePort();
   let child: ChildProcess;
   const route = `/=http://127.0.0.1:${options.upstreamPort}`;
@@ -166,7 +172,8 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     case 'wsgate-node20': {
       const node = name === 'wsgate-node20' ? options.node20 : options.node;
       const env = name === 'wsgate-off' ? { ...process.env, WSGATE_FAST_PATHS: 'off' } : { ...process.env, WSGATE_FAST_PATHS: '' };
-      child = pinned(0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, '--listen', `127.0.0.1:${port}`, '--route', route, '--log-level', 'error'], { env });
+      const listen = options.tls ? ['--tls-listen', `127.0.0.1:${port}`, '--tls-cert', options.tls.cert, '--tls-key', options.tls.key] : ['--listen', `127.0.0.1:${port}`];
+      child = pinned(0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, ...listen, '--route', route, '--log-level', 'error'], { env });
       break;
     }
     case 'node-naive':
@@ -175,13 +182,13 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     case 'nginx':
     case 'nginx-64k': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-nginx-'));
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k'));
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls));
       child = pinned(0, [which('nginx')!, '-p', dir, '-c', join(dir, 'nginx.conf')]);
       break;
     }
     case 'haproxy': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-haproxy-'));
-      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort));
+      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort, options.tls));
       child = pinned(0, [which('haproxy')!, '-f', join(dir, 'haproxy.cfg'), '-db']);
       break;
     }
@@ -194,5 +201,17 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     child.kill('SIGKILL');
     throw new Error(`${name} did not start: ${stderr.slice(0, 500)}`, { cause: err });
   }
-  return { name, port, pid: child.pid!, stop: () => stopChild(child) };
+  return { name, port, pid: child.pid!, tls: options.tls !== undefined, stop: () => stopChild(child) };
+}
+
+/** A self-signed EC P-256 certificate for the TLS scenarios (openssl), in a temp dir. */
+export function makeBenchCertificate(): NonNullable<PeerOptions['tls']> {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-tls-'));
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=bench.test', '-addext', 'subjectAltName=DNS:bench.test,IP:127.0.0.1'], { stdio: 'ignore' });
+  if (r.status !== 0) throw new Error('openssl could not make the bench certificate');
+  const combined = join(dir, 'combined.pem');
+  writeFileSync(combined, readFileSync(cert, 'utf8') + readFileSync(key, 'utf8'));
+  return { cert, key, combined };
 }

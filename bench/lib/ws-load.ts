@@ -6,9 +6,12 @@
 //              intended send time, so a stall cannot hide (no coordinated omission)
 //   handshake  C concurrent loops of connect, upgrade, one echo, close
 //   idle       N connections upgraded, then held silent until SIGTERM
+// With `tls` every connection is a TLS one (a full handshake each: no session
+// is resumed, so the handshake mode measures the whole TLS cost).
 // It prints `go` when the measured window starts and one JSON line of results at its end.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import { buildFrame, echoFrameLength, upgradeRequest } from './ws-frames.js';
 
 interface Options {
@@ -18,6 +21,7 @@ interface Options {
   seconds?: number;
   warmupSeconds?: number;
   rate?: number;
+  tls?: boolean;
 }
 
 const [mode, portText, json] = process.argv.slice(2);
@@ -27,7 +31,9 @@ const UPGRADE = upgradeRequest('/');
 
 function connectUpgraded(): Promise<{ socket: net.Socket; leftover: Buffer }> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    const socket = options.tls
+      ? tls.connect({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }).setNoDelay(true)
+      : net.connect({ port, host: '127.0.0.1', noDelay: true });
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -52,7 +58,7 @@ function connectUpgraded(): Promise<{ socket: net.Socket; leftover: Buffer }> {
       socket.destroy();
       reject(new Error('no 101 within 10 s'));
     });
-    socket.once('connect', () => socket.write(UPGRADE));
+    socket.once(options.tls ? 'secureConnect' : 'connect', () => socket.write(UPGRADE));
   });
 }
 

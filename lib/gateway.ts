@@ -20,29 +20,13 @@ import { describeFastPaths, probeFastPaths } from './io/probe.js';
 import { withPooledReads } from './io/read-buffers.js';
 import { TurnWriteSocket } from './io/turn-writes.js';
 import { initSocketFields } from './io/socket-fields.js';
-import { Refusals } from './limits/refusals.js';
-import { ClientLimits } from './limits/client-limits.js';
-import { Router, type RouteMatch } from './http/router.js';
+import { Gatekeeper } from './limits/gatekeeper.js';
+import { Router } from './http/router.js';
 import { TimerWheel } from './core/timer-wheel.js';
-import type { Tunnel, TunnelCloseReason } from './tunnel/tunnel.js';
+import { TunnelBook, type TunnelInfo, type TunnelCloseInfo } from './tunnels.js';
+
+export type { TunnelInfo, TunnelCloseInfo } from './tunnels.js';
 import { UpstreamPool, type UpstreamPoolOptions } from './upstream/pool.js';
-
-export interface TunnelInfo {
-  readonly id: number;
-  /** Client address. */
-  readonly remoteAddress: string;
-  /** Request path as the client sent it. */
-  readonly path: string;
-  /** Upstream URL of the matched location. */
-  readonly upstream: string;
-}
-
-export interface TunnelCloseInfo extends TunnelInfo {
-  readonly reason: TunnelCloseReason;
-  readonly bytesToUpstream: number;
-  readonly bytesToDownstream: number;
-  readonly durationMs: number;
-}
 
 export interface ConnectionErrorInfo {
   readonly remoteAddress: string;
@@ -116,26 +100,29 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     proxyHeaderFailed: (reason, socket) => this.#proxyHeaderFailed(reason, socket),
   });
   #connections = new Set<Connection>();
-  #tunnels = new Map<Tunnel, TunnelInfo>();
+  readonly #tunnels = new TunnelBook({
+    opened: (info) => {
+      if (this.listenerCount('tunnelOpen') > 0) this.emit('tunnelOpen', info);
+    },
+    closed: (info) => this.emit('tunnelClose', info),
+    crashed: (err, info) => this.#internalError(err, { tunnel: info?.id, remote: info?.remoteAddress }),
+    stillborn: () => this.#afterConnectionClose?.(),
+    log: (level, message, fields) => this.#log(level, message, fields),
+  });
   #closing: Promise<void> | null = null;
-  #nextTunnelId = 1;
   #totalConnections = 0;
-  #totalTunnels = 0;
   #internalErrors = 0;
-  #closedBytesToUpstream = 0;
-  #closedBytesToDownstream = 0;
-  readonly #refusals: Refusals;
+  readonly #gate: Gatekeeper;
 
   constructor(config: GatewayConfig) {
     super();
     this.#config = resolveConfig(config);
     this.#router = new Router(this.#config);
-    this.#clientLimits = new ClientLimits(this.#config.maxConnectionsPerClient, this.#config.connectionRatePerClient);
     this.wheel = new TimerWheel({ tickMs: 100 });
     this.pool = new UpstreamPool(this.wheel, poolOptions(this.#config), (err) => this.#internalError(err, {}));
     // Two descriptors per client connection (its own and its upstream's, open or to come),
     // two per tunnel, plus idle pooled upstreams, listeners and refusals still in flight.
-    this.#refusals = new Refusals(
+    this.#gate = new Gatekeeper(
       {
         wheel: this.wheel,
         log: (level, message, fields) => this.#log(level, message, fields),
@@ -144,13 +131,15 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
         },
       },
       {
-        descriptorsReserved: () => this.#listeners.count + 2 * (this.#connections.size + this.#tunnels.size) + this.pool.idleCount + this.#refusals.open,
+        descriptorsReserved: () => this.#listeners.count + 2 * (this.#connections.size + this.#tunnels.size) + this.pool.idleCount + this.#gate.refusals.open,
         descriptorsHeld: () => {
-          let held = this.#listeners.count + 2 * this.#tunnels.size + this.pool.idleCount + this.#refusals.open;
+          let held = this.#listeners.count + 2 * this.#tunnels.size + this.pool.idleCount + this.#gate.refusals.open;
           for (const conn of this.#connections) held += conn.exchange === null ? 1 : 2;
           return held;
         },
       },
+      () => this.#connections.size + this.#tunnels.size,
+      this.#config,
     );
   }
 
@@ -260,17 +249,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   /** Wraps an accepted socket in a Connection; null (socket destroyed) while closing or if that fails. */
   #adopt(socket: net.Socket, proxied: ProxiedAddresses | null = null): Connection | null {
     let conn: Connection | null = null;
-    const max = this.#config.maxConnections;
-    if (max > 0 && this.#connections.size + this.#tunnels.size >= max && !this.#closing) {
-      this.#refusals.refuse(socket, new WsgateError('WSG_ERR_TOO_MANY_CONNECTIONS', `${max} open`), true);
-      return null;
-    }
-    // Issue #6: past the descriptor limit libuv would close new connections unseen; refuse them while we can.
-    if (!this.#closing && !this.#refusals.admitsOneMore()) {
-      this.#refusals.refuseForDescriptors(socket, new WsgateError('WSG_ERR_DESCRIPTOR_LIMIT', this.#refusals.describeUse()));
-      return null;
-    }
-    if (!this.#closing && this.#clientLimits.enabled && !this.#admitClient(socket, proxied?.sourceAddress ?? socket.remoteAddress ?? '')) return null;
+    // maxConnections, the descriptor limit, per-client limits (limits/gatekeeper.ts).
+    if (!this.#closing && !this.#gate.admit(socket, proxied?.sourceAddress ?? socket.remoteAddress ?? '')) return null;
     if (!this.#closing) {
       try {
         conn = new Connection(this, initSocketFields(socket), this.#config, this.#router, proxied);
@@ -298,29 +278,6 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#listeners.setTicketKeys(keys);
   }
 
-  /**
-   * Per-client limits (limits/client-limits.ts) for a new connection from
-   * `client`: counted until its socket closes, in its tunnel too; refused
-   * with a 503, or closed unanswered when the client is far past its limits.
-   * A trusted proxy's connections are not counted.
-   */
-  #admitClient(socket: net.Socket, client: string): boolean {
-    if (this.#config.trustedProxies.contains(client)) return true;
-    const { verdict, error } = this.#clientLimits.admit(client, Date.now());
-    if (verdict === 'admit') {
-      socket.once('close', () => this.#clientLimits.closed(client));
-      return true;
-    }
-    this.#clientLimitLog.log('warn', error!.message, { code: 'WSG_ERR_CLIENT_LIMIT', status: verdict === 'refuse' ? 503 : 0, remote: client, refused: this.#clientLimits.refused });
-    if (verdict === 'refuse') {
-      this.#refusals.refuse(socket, error!, false);
-    } else {
-      socket.on('error', () => {});
-      socket.destroy();
-    }
-    return false;
-  }
-
   /** New connections use `config` from now on; open connections and tunnels keep what they started with. */
   /**
    * New connections use `config` from now on; open connections and tunnels
@@ -340,7 +297,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#config = resolved;
     this.#router = router;
     this.pool.options = poolOptions(resolved);
-    this.#clientLimits.configure(resolved.maxConnectionsPerClient, resolved.connectionRatePerClient);
+    this.#gate.configure(resolved);
     this.#log('info', 'config reloaded', { servers: resolved.servers.length });
   }
 
@@ -357,31 +314,24 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#proxyHeaderLog.log('warn', `PROXY protocol header refused: ${reason}`, { code: 'WSG_ERR_PROXY_PROTOCOL', remote: socket.remoteAddress, refused: this.#proxyProtocolErrors });
   }
 
-  readonly #clientLimits: ClientLimits;
-  readonly #clientLimitLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
   #tlsHandshakeFailures = 0;
   #proxyProtocolErrors = 0;
   readonly #handshakeLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
   readonly #proxyHeaderLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
 
   stats(): GatewayStats {
-    let up = this.#closedBytesToUpstream;
-    let down = this.#closedBytesToDownstream;
-    for (const tunnel of this.#tunnels.keys()) {
-      up += tunnel.bytesToUpstream;
-      down += tunnel.bytesToDownstream;
-    }
+    const bytes = this.#tunnels.bytes();
     return {
       connections: this.#connections.size + this.#tunnels.size,
       tunnels: this.#tunnels.size,
       totalConnections: this.#totalConnections,
-      totalTunnels: this.#totalTunnels,
-      bytesToUpstream: up,
-      bytesToDownstream: down,
+      totalTunnels: this.#tunnels.total,
+      bytesToUpstream: bytes.toUpstream,
+      bytesToDownstream: bytes.toDownstream,
       internalErrors: this.#internalErrors,
       tlsHandshakeFailures: this.#tlsHandshakeFailures,
       proxyProtocolErrors: this.#proxyProtocolErrors,
-      clientLimitRefusals: this.#clientLimits.refused,
+      clientLimitRefusals: this.#gate.clientRefusals,
       fastPaths: fastPaths(),
     };
   }
@@ -416,7 +366,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       }
       const deadline = setTimeout(() => {
         for (const conn of this.#connections) conn.socket.destroy();
-        for (const tunnel of this.#tunnels.keys()) tunnel.destroy('shutdown');
+        this.#tunnels.destroyAll('shutdown');
       }, drainMs);
       this.#afterConnectionClose = maybeDone;
       this.on('tunnelClose', maybeDone);
@@ -452,58 +402,14 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   /** Where exchanges register the tunnels they build (proxy/exchange.ts `#upgrade`). */
-  readonly tunnels: TunnelRegistry = {
-    closed: (tunnel, reason) => this.#tunnelClosed(tunnel, reason),
-    crashed: (tunnel, err) => this.#tunnelCrashed(tunnel, err),
-    opened: (tunnel, remoteAddress, path, route) => this.#tunnelOpened(tunnel, remoteAddress, path, route),
-  };
-
-  #tunnelOpened(tunnel: Tunnel, remoteAddress: string, path: string, route: RouteMatch): void {
-    if (tunnel.isClosed) {
-      // Both sides were gone already; the close callback ran. A drain may be waiting on this one.
-      this.#afterConnectionClose?.();
-      return;
-    }
-    const info: TunnelInfo = { id: this.#nextTunnelId++, remoteAddress, path, upstream: route.location.upstream.url };
-    this.#tunnels.set(tunnel, info);
-    this.#totalTunnels++;
-    this.#log('debug', 'tunnel open', { id: info.id, remote: info.remoteAddress, path: info.path, upstream: info.upstream });
-    if (this.listenerCount('tunnelOpen') > 0) this.emit('tunnelOpen', info);
-  }
-
-  /** A tunnel listener threw: the tunnel is destroyed; the bug is logged with its stack and counted. */
-  #tunnelCrashed(tunnel: Tunnel, err: unknown): void {
-    const info = this.#tunnels.get(tunnel);
-    this.#internalError(err, { tunnel: info?.id, remote: info?.remoteAddress });
+  get tunnels(): TunnelRegistry {
+    return this.#tunnels;
   }
 
   /** A bug outside any connection's own error path: logged with its stack, counted. */
   #internalError(err: unknown, fields: Record<string, unknown>): void {
     this.#internalErrors++;
     this.#log('error', `${ERROR_CODES.WSG_ERR_INTERNAL.message}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL', ...fields });
-  }
-
-  #tunnelClosed(tunnel: Tunnel, reason: TunnelCloseReason): void {
-    const opened = this.#tunnels.get(tunnel);
-    this.#closedBytesToUpstream += tunnel.bytesToUpstream;
-    this.#closedBytesToDownstream += tunnel.bytesToDownstream;
-    if (opened === undefined) return;
-    this.#tunnels.delete(tunnel);
-    const info: TunnelCloseInfo = {
-      ...opened,
-      reason,
-      bytesToUpstream: tunnel.bytesToUpstream,
-      bytesToDownstream: tunnel.bytesToDownstream,
-      durationMs: Date.now() - tunnel.startedAt,
-    };
-    this.#log(reason === 'idle' || reason === 'done' ? 'debug' : 'info', 'tunnel closed', {
-      id: info.id,
-      reason,
-      up: info.bytesToUpstream,
-      down: info.bytesToDownstream,
-      ms: info.durationMs,
-    });
-    this.emit('tunnelClose', info);
   }
 
   #log(level: LogLevel, message: string, fields?: Record<string, unknown>): void {

@@ -7,6 +7,9 @@
 //   nginx-64k    the same with 64k proxy buffers
 //   haproxy      HAProxy in http mode
 //   node-naive   the smallest Node relay: net + pipe, no parsing
+//   wsgate-2w    wsgate --workers 2, and nginx-2w with worker_processes 2: both
+//                on CPUs 0 and 1, the second shared with the load generator
+//                and upstream (on a 2-core machine there is no core to spare)
 // A peer whose program is missing is skipped with a note, never faked.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -16,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'nginx', 'nginx-64k', 'haproxy', 'node-naive'] as const;
+export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
 
 export interface RunningPeer {
@@ -57,8 +60,8 @@ export function which(cmd: string): string | null {
   return null;
 }
 
-/** Runs `argv` pinned to `cpu` (when taskset exists). */
-export function pinned(cpu: number, argv: string[], options: { stdio?: 'ignore' | 'pipe'; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
+/** Runs `argv` pinned to `cpu` (a CPU list like "0,1" for several; when taskset exists). */
+export function pinned(cpu: number | string, argv: string[], options: { stdio?: 'ignore' | 'pipe'; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   const [cmd, ...args] = hasTaskset ? ['taskset', '-c', String(cpu), ...argv] : argv;
   return spawn(cmd, args, { stdio: ['ignore', options.stdio ?? 'ignore', 'pipe'], env: options.env ?? process.env });
 }
@@ -101,16 +104,16 @@ export async function stopChild(child: ChildProcess): Promise<void> {
 /** Whether the peer can run here; a string says why not. */
 export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node' | 'tls'>): true | string {
   if (options.tls !== undefined && (name === 'direct' || name === 'node-naive')) return 'no TLS listener';
-  if (name === 'nginx' || name === 'nginx-64k') return which('nginx') ? true : 'nginx not installed (scripts/install-peers.sh)';
+  if (name === 'nginx' || name === 'nginx-64k' || name === 'nginx-2w') return which('nginx') ? true : 'nginx not installed (scripts/install-peers.sh)';
   if (name === 'haproxy') return which('haproxy') ? true : 'haproxy not installed (scripts/install-peers.sh)';
   if (name === 'wsgate' && !existsSync(options.node)) return `node binary ${options.node} missing`;
   return true;
 }
 
-function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls']): string {
-  return `worker_processes 1;
+function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls'], workers = 1): string {
+  return `worker_processes ${workers};
 daemon off;
-master_process off;
+master_process ${workers > 1 ? 'on' : 'off'};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
 worker_rlimit_nofile 20000;
@@ -169,21 +172,25 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
   switch (name) {
     case 'wsgate':
     case 'wsgate-off':
-    case 'wsgate-node20': {
+    case 'wsgate-node20':
+    case 'wsgate-2w': {
       const node = name === 'wsgate-node20' ? options.node20 : options.node;
       const env = name === 'wsgate-off' ? { ...process.env, WSGATE_FAST_PATHS: 'off' } : { ...process.env, WSGATE_FAST_PATHS: '' };
       const listen = options.tls ? ['--tls-listen', `127.0.0.1:${port}`, '--tls-cert', options.tls.cert, '--tls-key', options.tls.key] : ['--listen', `127.0.0.1:${port}`];
-      child = pinned(0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, ...listen, '--route', route, '--log-level', 'error'], { env });
+      const workers = name === 'wsgate-2w' ? ['--workers', '2'] : [];
+      child = pinned(name === 'wsgate-2w' ? '0,1' : 0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, ...listen, ...workers, '--route', route, '--log-level', 'error'], { env });
       break;
     }
     case 'node-naive':
       child = pinned(0, [options.node, NAIVE, String(port), String(options.upstreamPort)]);
       break;
     case 'nginx':
-    case 'nginx-64k': {
+    case 'nginx-64k':
+    case 'nginx-2w': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-nginx-'));
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls));
-      child = pinned(0, [which('nginx')!, '-p', dir, '-c', join(dir, 'nginx.conf')]);
+      const workers = name === 'nginx-2w' ? 2 : 1;
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls, workers));
+      child = pinned(workers > 1 ? '0,1' : 0, [which('nginx')!, '-p', dir, '-c', join(dir, 'nginx.conf')]);
       break;
     }
     case 'haproxy': {

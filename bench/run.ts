@@ -101,35 +101,29 @@ function wsClosed(name: string, connections: number, inFlight: number, size: num
   };
 }
 
+function wsHandshake(name: string, note: string, tls = false): Scenario {
+  return {
+    name,
+    main: 'cpuUsPerHandshake',
+    mainLabel: 'CPU µs/handshake',
+    columns: [
+      ['handshakesPerSec', 'handshakes/s', 0],
+      ['failures', 'failures', 0],
+    ],
+    note,
+    tls,
+    start: onWsEcho((upstream, peer) => measureHandshake(peer, tls ? tlsPeerOptions() : peerOptions, upstream, seconds, WARMUP_SECONDS)),
+  };
+}
+
 const SCENARIOS: Scenario[] = [
   wsClosed('small', 100, 1, 64, '64 B messages, 100 connections, ping-pong (one in flight each)', 'cpuUsPerMsg'),
   wsClosed('medium', 100, 1, 4096, '4 KiB messages, 100 connections, ping-pong', 'cpuUsPerMsg'),
   wsClosed('bulk', 10, 8, 65536, '64 KiB messages, 10 connections, 8 in flight each; GB counts payload both ways', 'cpuSPerGB'),
-  {
-    name: 'handshake',
-    main: 'cpuUsPerHandshake',
-    mainLabel: 'CPU µs/handshake',
-    columns: [
-      ['handshakesPerSec', 'handshakes/s', 0],
-      ['failures', 'failures', 0],
-    ],
-    note: '20 concurrent loops of connect, upgrade, one 16 B echo, close',
-    start: onWsEcho((upstream, peer) => measureHandshake(peer, peerOptions, upstream, seconds, WARMUP_SECONDS)),
-  },
+  wsHandshake('handshake', '20 concurrent loops of connect, upgrade, one 16 B echo, close'),
   wsClosed('tls-small', 100, 1, 64, 'wss://: 64 B messages, 100 connections, ping-pong', 'cpuUsPerMsg', true),
   wsClosed('tls-bulk', 10, 8, 65536, 'wss://: 64 KiB messages, 10 connections, 8 in flight each; GB counts payload both ways', 'cpuSPerGB', true),
-  {
-    name: 'tls-handshake',
-    main: 'cpuUsPerHandshake',
-    mainLabel: 'CPU µs/handshake',
-    columns: [
-      ['handshakesPerSec', 'handshakes/s', 0],
-      ['failures', 'failures', 0],
-    ],
-    note: 'wss://: 20 concurrent loops of a full TLS handshake (EC P-256, no resumption), upgrade, one 16 B echo, close',
-    tls: true,
-    start: onWsEcho((upstream, peer) => measureHandshake(peer, tlsPeerOptions(), upstream, seconds, WARMUP_SECONDS)),
-  },
+  wsHandshake('tls-handshake', 'wss://: 20 concurrent loops of a full TLS handshake (EC P-256, no resumption), upgrade, one 16 B echo, close', true),
   {
     name: 'latency',
     main: 'p99Ms',

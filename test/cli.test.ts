@@ -1,5 +1,5 @@
 // The CLI contract, run as a child process exactly as users and scripts run it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,15 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { answeringUpstream, rawExchange, wsEcho } from './helpers/net.js';
 import { spawnCli, startCli } from './helpers/faults.js';
+
+/** Runs each `[args, stderr pattern]` case at once (the CLI's start-up is the cost) and expects exit 2 with that message. */
+async function expectExit2(t: Test, cases: Array<[string[], RegExp]>): Promise<void> {
+  const runs = cases.map(([args]) => spawnCli(t, args));
+  for (const [i, [args, message]] of cases.entries()) {
+    t.equal(await runs[i].exit, 2, `exit 2 for ${args.join(' ')}`);
+    t.match(runs[i].stderr(), message);
+  }
+}
 
 async function echoVia(port: number, path: string, text: string): Promise<string> {
   const ws = new WebSocket(`ws://127.0.0.1:${port}${path}`);
@@ -111,11 +120,7 @@ t.test('bad flags and bad config exit 2 with a clear message', async (t) => {
     [['--config', join(dir, 'missing.json')], /cannot read/],
     [['--config', badFile], /servers\[0\]\.locations\[0\]\.readTimeout/],
   ];
-  for (const [args, message] of cases) {
-    const p = spawnCli(t, args);
-    t.equal(await p.exit, 2, `exit 2 for ${args.join(' ')}`);
-    t.match(p.stderr(), message);
-  }
+  await expectExit2(t, cases);
 });
 
 t.test('--help documents the contract', async (t) => {
@@ -156,11 +161,15 @@ t.test('--check: "configuration ok" or every problem, exit 0 or 2, and nothing b
   // A port already taken: a --check that bound it would fail with exit 1.
   const taken = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
 
+  // All four at once: the CLI's start-up is what takes the time.
   const ok = spawnCli(t, ['--check', '--config', good, '--listen', `127.0.0.1:${taken.port}`]);
+  const bad = spawnCli(t, ['--check', '--config', typos]);
+  const flags = spawnCli(t, ['--check', '--route', '/=http://127.0.0.1:1', '--listen', 'nowhere']);
+  // Starting (not checking) with a typo is refused the same way, before anything is bound.
+  const start = spawnCli(t, ['--config', typos, '--listen', `127.0.0.1:${taken.port}`]);
   t.equal(await ok.exit, 0, 'good config: exit 0');
   t.equal(ok.stdout(), 'configuration ok\n');
 
-  const bad = spawnCli(t, ['--check', '--config', typos]);
   t.equal(await bad.exit, 2, 'typos: exit 2');
   t.equal(
     bad.stderr(),
@@ -169,12 +178,47 @@ t.test('--check: "configuration ok" or every problem, exit 0 or 2, and nothing b
   );
   t.equal(bad.stdout(), '', 'no "configuration ok"');
 
-  const flags = spawnCli(t, ['--check', '--route', '/=http://127.0.0.1:1', '--listen', 'nowhere']);
   t.equal(await flags.exit, 2, 'a bad flag value: exit 2');
   t.match(flags.stderr(), /listen\[0\]: expected HOST:PORT/);
 
-  // Starting (not checking) with a typo is refused the same way, before anything is bound.
-  const start = spawnCli(t, ['--config', typos, '--listen', `127.0.0.1:${taken.port}`]);
   t.equal(await start.exit, 2, 'the daemon refuses a typo: exit 2');
   t.match(start.stderr(), /^wsgate: invalid configuration: readTimout: unknown field \(did you mean readTimeout\?\)\n$/);
+});
+
+t.test('TLS and edge flags: --tls-listen serves https and wss, --check reads the certificates, pairing mistakes exit 2', async (t) => {
+  const { makePki } = await import('./helpers/tls.js');
+  const pki = makePki(t);
+  const a = pki.leaf('cli-a', ['a.test', '127.0.0.1']);
+  const b = pki.leaf('cli-b', ['b.test']);
+  const echo = await wsEcho(t);
+  const d = await startCli(t, ['--listen', '127.0.0.1:0', '--tls-listen', '127.0.0.1:0', '--tls-cert', a.cert, '--tls-key', a.key, '--route', `/=http://127.0.0.1:${echo.port}`, '--proxy-protocol']);
+  t.match(d.stdout(), /^listening on http:\/\/127\.0\.0\.1:\d+\nlistening on https:\/\/127\.0\.0\.1:\d+\n$/, 'one line per listener, https for the TLS one');
+  // --proxy-protocol applies to every listener: a connection without a header is closed unanswered.
+  const plain = await rawExchange(d.ports[0], 'GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+  t.same(plain, { text: '', closed: true }, 'no PROXY header: closed without an answer');
+  d.child.kill('SIGTERM');
+  t.equal(await d.exit, 0);
+
+  const tlsOnly = await startCli(t, ['--tls-listen', '127.0.0.1:0', '--tls-cert', a.cert, '--tls-key', a.key, '--route', `/=http://127.0.0.1:${echo.port}`]);
+  const ws = new WebSocket(`wss://127.0.0.1:${tlsOnly.port}/`, { ca: pki.caPem });
+  await once(ws, 'open');
+  const reply = new Promise<string>((r) => ws.once('message', (m) => r(m.toString())));
+  ws.send('over --tls-listen');
+  t.equal(await reply, 'over --tls-listen');
+  ws.close();
+  tlsOnly.child.kill('SIGTERM');
+  t.equal(await tlsOnly.exit, 0);
+
+  const cases: Array<[string[], RegExp]> = [
+    [['--tls-listen', '127.0.0.1:0', '--route', '/=http://127.0.0.1:1'], /--tls-listen: needs --tls-cert and --tls-key/],
+    [['--tls-cert', a.cert, '--tls-key', a.key, '--route', '/=http://127.0.0.1:1'], /--tls-cert: needs --tls-listen/],
+    [['--tls-listen', '127.0.0.1:0', '--tls-cert', a.cert, '--tls-cert', b.cert, '--tls-key', a.key, '--route', '/=http://127.0.0.1:1'], /2 --tls-cert but 1 --tls-key/],
+    [['--check', '--tls-listen', '127.0.0.1:0', '--tls-cert', a.cert, '--tls-key', b.key, '--route', '/=http://127.0.0.1:1'], /listen\[0\]\.tls\.certificates\[0\]: the key .*cli-b\.key does not belong to the certificate .*cli-a\.pem/],
+    [['--check', '--upstream-ca', '/nonexistent/ca.pem', '--route', '/=https://127.0.0.1:1'], /upstreamTls\.ca\[0\]: cannot read \/nonexistent\/ca\.pem: ENOENT/],
+    [['--connection-rate-per-client', '5/h', '--route', '/=http://127.0.0.1:1'], /connectionRatePerClient: expected "N\/s", "N\/m"/],
+  ];
+  await expectExit2(t, cases);
+  const ok = spawnCli(t, ['--check', '--tls-listen', '127.0.0.1:0', '--tls-cert', a.cert, '--tls-key', a.key, '--tls-cert', b.cert, '--tls-key', b.key, '--upstream-ca', pki.caCert, '--route', '/=https://127.0.0.1:1', '--max-connections-per-client', '10', '--connection-rate-per-client', '20/s']);
+  t.equal(await ok.exit, 0, '--check accepts two good pairs, a CA and the limits');
+  t.equal(ok.stdout(), 'configuration ok\n');
 });

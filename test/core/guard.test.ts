@@ -140,8 +140,7 @@ async function workload(port: number): Promise<void> {
   steps.push(
     (async () => {
       const s = await client(port, 'GET /page HTTP/1.1\r\nHo');
-      // Long enough for a busy gateway to have accepted it: the reset must hit a connection it serves.
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, 50));
       s.resetAndDestroy();
     })(),
   );
@@ -217,7 +216,9 @@ for (const where of [...GUARDED].sort()) {
     t.teardown(() => gw.close({ drainMs: 0 }));
     const disarm = injectListenerFault(where);
     try {
-      await workload(port);
+      // Some events hang on timing (a reset that lands before the head was read is a
+      // close, not an error): the workload runs again, up to three times, until it fired.
+      for (let round = 0; round < 3 && gw.stats().internalErrors === 0; round++) await workload(port);
     } finally {
       disarm();
     }

@@ -162,6 +162,13 @@ async function main(): Promise<void> {
     });
     return;
   }
+  if (isWorker) {
+    // Listening before anything else: the primary sends the ticket keys at once, and a
+    // message with no listener is dropped. Keys that come before the TLS listeners open are kept for them.
+    process.on('message', (message: PrimaryMessage) => {
+      if (message?.type === 'ticketKeys') gateway.setTicketKeys(Buffer.from(message.keys, 'base64'));
+    });
+  }
   // A worker binds the ports its primary resolved, with SO_REUSEPORT in that mode.
   const ports = isWorker ? (JSON.parse(process.env[WORKER_ENV.ports] ?? '[]') as number[]) : [];
   const reusePort = isWorker && workerMode() === 'reuseport';
@@ -176,9 +183,6 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   if (isWorker) {
-    process.on('message', (message: PrimaryMessage) => {
-      if (message?.type === 'ticketKeys') gateway.setTicketKeys(Buffer.from(message.keys, 'base64'));
-    });
     process.send?.({ type: 'listening', urls } satisfies WorkerMessage);
   } else {
     process.stdout.write(urls.map((url) => `listening on ${url}\n`).join(''));

@@ -99,6 +99,23 @@ async function client(port: number, bytes: string | Buffer): Promise<net.Socket>
   return socket;
 }
 
+/** Sends `request`, then resets the connection as soon as the first bytes come back (or after 3 s, or at its close). */
+async function resetOnFirstBytes(port: number, request: string): Promise<void> {
+  const s = await client(port, request);
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 3000);
+    s.once('data', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+  if (!s.destroyed) s.resetAndDestroy();
+}
+
 /** Fires every guarded listener at least once: keep-alive HTTP, backpressure both ways, resets, tunnels. */
 async function workload(port: number): Promise<void> {
   const steps: Array<Promise<void>> = [];
@@ -139,23 +156,7 @@ async function workload(port: number): Promise<void> {
   steps.push(rawExchange(port, 'GET /reset HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n').then(() => {}, () => {}));
   // A client that resets as soon as a large response starts: the gateway's writes to it
   // fail (EPIPE / ECONNRESET), an error on the connection's socket however the timing goes.
-  steps.push(
-    (async () => {
-      const s = await client(port, 'GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 3000);
-        s.once('data', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        s.once('close', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      if (!s.destroyed) s.resetAndDestroy();
-    })(),
-  );
+  steps.push(resetOnFirstBytes(port, 'GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'));
   steps.push(
     (async () => {
       const s = await client(port, 'GET /page HTTP/1.1\r\nHo');
@@ -178,24 +179,8 @@ async function workload(port: number): Promise<void> {
     })(),
   );
   // A tunnel the client resets, and one the upstream resets.
-  steps.push(
-    (async () => {
-      const s = await client(port, upgradeRequest('/ws/echo'));
-      // Reset only once the tunnel is up (the 101 arrived), however slow the machine.
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 3000);
-        s.once('data', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        s.once('close', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      if (!s.destroyed) s.resetAndDestroy();
-    })(),
-  );
+  // Reset only once the tunnel is up (the 101 arrived), however slow the machine.
+  steps.push(resetOnFirstBytes(port, upgradeRequest('/ws/echo')));
   steps.push(
     (async () => {
       const s = await client(port, upgradeRequest('/ws/reset'));

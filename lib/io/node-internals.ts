@@ -70,6 +70,27 @@ export function fastPathsForcedOff(): boolean {
   return value === 'off' || value === '0' || value === 'false' || value === 'none';
 }
 
+const PATH_NAMES: Readonly<Record<string, keyof FastPaths>> = {
+  'handle-writes': 'handleWrites',
+  'pooled-reads': 'pooledReads',
+  'turn-writes': 'turnWrites',
+};
+
+/**
+ * The paths `WSGATE_FAST_PATHS` turns off one by one: a comma-separated list
+ * of `no-handle-writes`, `no-pooled-reads`, `no-turn-writes` (for an A/B of one
+ * path, or to step around one that misbehaves on some Node). Other words are
+ * ignored.
+ */
+export function fastPathsTurnedOff(): ReadonlySet<keyof FastPaths> {
+  const off = new Set<keyof FastPaths>();
+  for (const word of (process.env.WSGATE_FAST_PATHS ?? '').toLowerCase().split(',')) {
+    const name = word.trim();
+    if (name.startsWith('no-') && Object.hasOwn(PATH_NAMES, name.slice(3))) off.add(PATH_NAMES[name.slice(3)]);
+  }
+  return off;
+}
+
 /** For tests: force a set of paths (the probe's result is restored by `probeFastPaths`). */
 export function setFastPathsForTest(paths: FastPaths): void {
   current = paths;

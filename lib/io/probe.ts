@@ -12,6 +12,7 @@ import {
   fastPathReasons,
   fastPaths,
   fastPathsForcedOff,
+  fastPathsTurnedOff,
   initializeParser,
   methodName,
   newParser,
@@ -82,21 +83,32 @@ async function runProbe(): Promise<ProbeResult> {
   const found: Record<string, string> = {};
   const parserError = probeParser();
   if (parserError !== null) found.parser = parserError;
+  const turnedOff = fastPathsTurnedOff();
+  const asked = (path: keyof FastPaths): boolean => {
+    if (turnedOff.has(path)) found[path] = 'WSGATE_FAST_PATHS';
+    return !turnedOff.has(path);
+  };
 
   let handleWrites: WriteContract = 'off';
-  try {
-    handleWrites = await withTimeout(probeHandleWrites(), 'handle writes');
-  } catch (err) {
-    found.handleWrites = describe(err);
+  if (asked('handleWrites')) {
+    try {
+      handleWrites = await withTimeout(probeHandleWrites(), 'handle writes');
+    } catch (err) {
+      found.handleWrites = describe(err);
+    }
   }
   let pooledReads = false;
-  try {
-    pooledReads = await withTimeout(probeReads(), 'pooled reads');
-  } catch (err) {
-    found.pooledReads = describe(err);
+  if (asked('pooledReads')) {
+    try {
+      pooledReads = await withTimeout(probeReads(), 'pooled reads');
+    } catch (err) {
+      found.pooledReads = describe(err);
+    }
   }
   let turnWrites = false;
-  if (handleWrites === 'off') {
+  if (!asked('turnWrites')) {
+    // turned off by WSGATE_FAST_PATHS
+  } else if (handleWrites === 'off') {
     found.turnWrites = 'needs handle writes';
   } else {
     try {

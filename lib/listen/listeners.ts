@@ -98,7 +98,10 @@ export class Listeners {
     } else if (tlsEntry !== null) {
       server = tlsEntry.server;
     } else {
-      server = net.createServer({ allowHalfOpen: true, noDelay: true, pauseOnConnect: true }, (socket) => this.#events.accepted(socket, null));
+      // No `noDelay` here: the connection sets it once it has its socket
+      // (proxy/connection.ts), and with pooled reads that is a new net.Socket
+      // over the handle, which does not know node set it: a second setsockopt.
+      server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#events.accepted(socket, null));
     }
     server.on('error', this.#events.failed);
     return new Promise((resolve, reject) => {

@@ -2,7 +2,7 @@
 // (lib/io/node-internals.ts), as a table per Node line: tests that depend on a
 // fast path skip when the probe (or WSGATE_FAST_PATHS=off) turned it off, and
 // test/io/node-internals.test.ts checks the probe against this table.
-import { fastPathsForcedOff, type FastPaths, type WriteContract } from '../../lib/io/node-internals.js';
+import { fastPathsForcedOff, fastPathsTurnedOff, type FastPaths, type WriteContract } from '../../lib/io/node-internals.js';
 import { probeFastPaths } from '../../lib/io/probe.js';
 
 /** The handle-write contract each supported Node line uses (Node changed it in 24.22). */
@@ -16,7 +16,9 @@ export function expectedWriteContract(version: string = process.versions.node): 
 /** What the probe should turn on here. */
 export function expectedFastPaths(): FastPaths {
   if (fastPathsForcedOff()) return { handleWrites: 'off', pooledReads: false, turnWrites: false };
-  return { handleWrites: expectedWriteContract(), pooledReads: true, turnWrites: true };
+  const off = fastPathsTurnedOff();
+  const handleWrites = off.has('handleWrites') ? 'off' : expectedWriteContract();
+  return { handleWrites, pooledReads: !off.has('pooledReads'), turnWrites: handleWrites !== 'off' && !off.has('turnWrites') };
 }
 
 /** Runs the probe (once per process) and returns what it chose. */

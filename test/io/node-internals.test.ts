@@ -104,6 +104,15 @@ t.test('WSGATE_FAST_PATHS=off: every fallback, and the CLI still proxies both wa
   t.match(run.stderr, /handle writes off, pooled reads off, turn writes off \(all: WSGATE_FAST_PATHS=off\)/);
 });
 
+t.test('WSGATE_FAST_PATHS=no-pooled-reads,no-turn-writes: just those off, named in the start-up line; the CLI still proxies', async (t) => {
+  const echo = await wsEcho(t);
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
+  const run = await runCli(t, args, { WSGATE_FAST_PATHS: 'no-pooled-reads, no-turn-writes,bogus' }, [], proxyBoth);
+  t.equal(run.code, 0);
+  t.match(run.stderr, new RegExp(`handle writes ${expectedWriteContract()}, pooled reads off, turn writes off \\(pooledReads: WSGATE_FAST_PATHS; turnWrites: WSGATE_FAST_PATHS\\)`));
+});
+
 t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the rest still proxies', async (t) => {
   const preload = preloadScript('no-final.cjs', ["const net = require('node:net'); delete net.Socket.prototype._final; net.Socket.prototype._final = undefined;"]);
   const echo = await wsEcho(t);

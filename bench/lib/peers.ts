@@ -7,6 +7,8 @@
 //   nginx-64k    the same with 64k proxy buffers
 //   haproxy      HAProxy in http mode
 //   node-naive   the smallest Node relay: net + pipe, no parsing
+//   http-proxy   the npm package http-proxy on node:http (ws: true, keep-alive agent)
+//   fastify-http-proxy  fastify + @fastify/http-proxy (undici for HTTP, ws for upgrades)
 //   wsgate-2w    wsgate --workers 2, and nginx-2w with worker_processes 2: both
 //                on CPUs 0 and 1, the second shared with the load generator
 //                and upstream (on a 2-core machine there is no core to spare)
@@ -19,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive'] as const;
+export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive', 'http-proxy', 'fastify-http-proxy'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
 
 export interface RunningPeer {
@@ -50,6 +52,11 @@ export interface PeerOptions {
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(ROOT, 'dist/lib/cli.js');
 const NAIVE = join(ROOT, 'dist/bench/lib/naive-relay.js');
+/** The embedded Node proxies and the package each needs (devDependencies). */
+const NODE_PROXIES = {
+  'http-proxy': { script: join(ROOT, 'dist/bench/lib/http-proxy-peer.js'), packages: ['http-proxy'] },
+  'fastify-http-proxy': { script: join(ROOT, 'dist/bench/lib/fastify-http-proxy-peer.js'), packages: ['fastify', '@fastify/http-proxy'] },
+} as const;
 
 export const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0;
 
@@ -107,6 +114,11 @@ export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node' 
   if (name === 'nginx' || name === 'nginx-64k' || name === 'nginx-2w') return which('nginx') ? true : 'nginx not installed (scripts/install-peers.sh)';
   if (name === 'haproxy') return which('haproxy') ? true : 'haproxy not installed (scripts/install-peers.sh)';
   if (name === 'wsgate' && !existsSync(options.node)) return `node binary ${options.node} missing`;
+  if (name === 'http-proxy' || name === 'fastify-http-proxy') {
+    if (!existsSync(options.node)) return `node binary ${options.node} missing`;
+    const missing = NODE_PROXIES[name].packages.find((p) => !existsSync(join(ROOT, 'node_modules', p, 'package.json')));
+    if (missing) return `${missing} not installed (npm install)`;
+  }
   return true;
 }
 
@@ -184,6 +196,12 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     case 'node-naive':
       child = pinned(0, [options.node, NAIVE, String(port), String(options.upstreamPort)]);
       break;
+    case 'http-proxy':
+    case 'fastify-http-proxy': {
+      const peerArgs = { port, upstreamPort: options.upstreamPort, cert: options.tls?.cert, key: options.tls?.key };
+      child = pinned(0, [options.node, NODE_PROXIES[name].script, JSON.stringify(peerArgs)]);
+      break;
+    }
     case 'nginx':
     case 'nginx-64k':
     case 'nginx-2w': {

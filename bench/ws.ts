@@ -119,7 +119,7 @@ export async function measureLatency(peer: PeerName, options: Omit<PeerOptions, 
 
 /** Idle tunnels on a fresh process: RSS KB per tunnel, and CPU while idle. */
 export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number) {
-  return withPeer(peer, options, upstream, async (running) => {
+  return withPeer(peer, { ...options, maxConnections: tunnels }, upstream, async (running) => {
     if (running.pid === null) return { kbPerTunnel: null, idleCpuPctPer1k: null, open: 0, failed: 0 };
     const pids = processTree(running.pid);
     await new Promise((r) => setTimeout(r, 300));
@@ -151,7 +151,7 @@ export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'up
  * was seen to spend more CPU per GB afterwards.)
  */
 export async function measureAfterIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number, spec: ClosedLoopSpec) {
-  return withPeer(peer, options, upstream, async (running) => {
+  return withPeer(peer, { ...options, maxConnections: tunnels }, upstream, async (running) => {
     if (running.pid === null) return { cpuSPerGBAfter: null, cpuSPerGB: null, afterOverFresh: null, rssKeptMiB: null, open: 0 };
     const pids = processTree(running.pid);
     const bulk = async () => {

@@ -45,6 +45,13 @@ export interface PeerOptions {
   nodeFlags?: string[];
   /** wsgate CLI to run (A/B experiments against another build); default this checkout's dist. */
   cli?: string;
+  /**
+   * Client connections the peer must hold at once (the idle and storm
+   * scenarios' tunnels); raises nginx's worker_connections (default 19,000; two
+   * per tunnel and a sixteenth spare) and HAProxy's maxconn (default 9,000) when
+   * more are needed. Unset: the defaults.
+   */
+  maxConnections?: number;
   /** Serve TLS with this certificate (one EC P-256 pair for every peer; `combined`: both in one file, for HAProxy). */
   tls?: { cert: string; key: string; combined: string };
 }
@@ -122,14 +129,22 @@ export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node' 
   return true;
 }
 
-function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls'], workers = 1): string {
+function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls'], workers = 1, maxConnections = 0): string {
+  // Each tunnel is two connections (client and upstream) in the one worker, and
+  // nginx starts closing connections that wait for a request ("worker_connections
+  // are not enough, reusing connections", a warning) once fewer than 1/16 of
+  // worker_connections are free: at 19,000 the 8,907th tunnel's client was
+  // turned away with a bare FIN (idle and storm, 9,000 tunnels: 93 failed to open).
+  const connections = Math.max(19000, Math.ceil((2 * maxConnections * 16) / 15) + 1000);
+  // the descriptors they need; above the hard limit nginx keeps the limit it has
+  const descriptors = Math.max(20000, 2 * maxConnections + 2000);
   return `worker_processes ${workers};
 daemon off;
 master_process ${workers > 1 ? 'on' : 'off'};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
-worker_rlimit_nofile 20000;
-events { worker_connections 19000; }
+worker_rlimit_nofile ${descriptors};
+events { worker_connections ${connections}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/body;
@@ -156,9 +171,10 @@ ${bigBuffers ? '      proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buf
 `;
 }
 
-function haproxyConfig(port: number, upstreamPort: number, tls: PeerOptions['tls']): string {
+function haproxyConfig(port: number, upstreamPort: number, tls: PeerOptions['tls'], maxConnections = 0): string {
+  // maxconn counts client connections; HAProxy sizes its descriptor limit from it (about two each)
   return `global
-  maxconn 9000
+  maxconn ${Math.max(9000, maxConnections + 500)}
   nbthread 1
 defaults
   mode http
@@ -207,13 +223,13 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     case 'nginx-2w': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-nginx-'));
       const workers = name === 'nginx-2w' ? 2 : 1;
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls, workers));
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls, workers, options.maxConnections));
       child = pinned(workers > 1 ? '0,1' : 0, [which('nginx')!, '-p', dir, '-c', join(dir, 'nginx.conf')]);
       break;
     }
     case 'haproxy': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-haproxy-'));
-      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort, options.tls));
+      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort, options.tls, options.maxConnections));
       child = pinned(0, [which('haproxy')!, '-f', join(dir, 'haproxy.cfg'), '-db']);
       break;
     }

@@ -1,4 +1,4 @@
-// npm run bench [-- --quick] [--only SCENARIO] [--peers wsgate,nginx,...] [--json FILE] [--runs N] [--node PATH]
+// npm run bench [-- --quick] [--only SCENARIO] [--peers wsgate,nginx,...] [--json FILE] [--runs N] [--node PATH] [--storm-clients N]
 //
 // Runs each scenario against each peer, interleaved (peer order rotates every
 // run) and repeated; reports medians with the spread of the main figure, and
@@ -18,7 +18,7 @@ import { hasWrk, measureHttp, startHttpUpstream } from './http.js';
 import { measureMemory } from './http-memory.js';
 import { barChart } from './lib/chart.js';
 import { PEER_NAMES, hasTaskset, makeBenchCertificate, peerAvailable, type PeerName, type PeerOptions } from './lib/peers.js';
-import { measureClosed, measureHandshake, measureAfterIdle, measureIdle, measureLatency, startWsEcho, type WsUpstream } from './ws.js';
+import { measureClosed, measureHandshake, measureAfterIdle, measureIdle, measureLatency, measureStorm, startWsEcho, type WsUpstream } from './ws.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -57,10 +57,11 @@ const args = yargs(hideBin(process.argv))
   .option('json', { type: 'string', describe: 'write results as JSON to FILE' })
   .option('runs', { type: 'number', describe: 'repetitions per scenario (default 3, quick 1)' })
   .option('seconds', { type: 'number', describe: 'measured seconds per run (default 8, quick 1)' })
-  .option('node', { type: 'string', default: defaultNode(), describe: 'Node binary for the wsgate and wsgate-off peers (Node 26 headline; pass Node 24 for the figures beside it)' })
+  .option('node', { type: 'string', default: defaultNode(), describe: 'Node binary for the wsgate, wsgate-off, node-naive, http-proxy and fastify-http-proxy peers (Node 26 headline; pass Node 24 for the figures beside it)' })
   .option('cli', { type: 'string', describe: 'wsgate CLI to measure instead of dist/lib/cli.js (A/B against another build)' })
   .option('charts-from', { type: 'string', describe: 'only redraw bench/results/*.svg from a --json file of an earlier run' })
   .option('node-flags', { type: 'string', describe: 'extra flags for the wsgate node, space-separated (e.g. --max-semi-space-size=32)' })
+  .option('storm-clients', { type: 'number', describe: 'clients in the storm scenario (default 10,000, fewer where the descriptor limit cannot hold two per tunnel in one proxy process; quick 1,000)' })
   .strict()
   .parseSync();
 
@@ -71,6 +72,25 @@ export const WARMUP_SECONDS = quick ? 0.5 : 1;
 const peers = (args.peers ?? (quick ? 'direct,wsgate,nginx' : PEER_NAMES.join(','))).split(',').map((p) => p.trim()).filter(Boolean) as PeerName[];
 for (const p of peers) if (!PEER_NAMES.includes(p)) throw new Error(`unknown peer ${p}; known: ${PEER_NAMES.join(', ')}`);
 const peerOptions = { node: args.node, node20: process.execPath, cli: args.cli, nodeFlags: args.nodeFlags ? args.nodeFlags.split(' ') : undefined };
+
+/** The soft RLIMIT_NOFILE this process and its children run with (Node raises it to the hard limit at start). */
+function descriptorLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+)\s/m.exec(readFileSync('/proc/self/limits', 'latin1'));
+    return m ? Number(m[1]) : Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
+ * The storm's clients: 10,000, unless one proxy process cannot hold two
+ * descriptors per tunnel plus a thousand to spare (with 20,000, 9,000 clients,
+ * as the idle scenario holds).
+ */
+const STORM_DEADLINE_SECONDS = 60;
+const stormFit = Math.floor((descriptorLimit() - 1000) / 2 / 1000) * 1000;
+const stormClients = args.stormClients ?? (quick ? 1000 : Math.min(10_000, stormFit));
 
 let benchCertificate: PeerOptions['tls'];
 /** The peers' options with TLS on (the certificate is made on first use). */
@@ -166,6 +186,38 @@ const SCENARIOS: Scenario[] = [
     start: onWsEcho((upstream, peer) =>
       measureAfterIdle(peer, peerOptions, upstream, quick ? 1000 : 9000, { connections: 10, inFlight: 8, size: 65536, seconds, warmupSeconds: WARMUP_SECONDS }),
     ),
+  },
+  {
+    name: 'storm',
+    main: 'secondsToAllBack',
+    mainLabel: 's until all back',
+    columns: [
+      ['back', 'back', 0],
+      ['clients', 'clients', 0],
+      ['handshakeP99Ms', 'handshake p99 ms', 1],
+      ['failedAttempts', 'failed attempts', 0],
+      ['cpuS', 'proxy CPU s', 2],
+    ],
+    note:
+      `${stormClients} tunnels held, the echo upstream killed (SIGKILL) and restarted on its port; every client reconnects ` +
+      `when its tunnel closes (backoff 50 ms doubling to 1 s, 5 s per attempt) until its upgrade and one echo succeed; ` +
+      `${STORM_DEADLINE_SECONDS} s deadline` +
+      (args.stormClients === undefined && !quick && stormClients < 10_000 ? ` (${stormClients}, not 10,000: descriptor limit ${descriptorLimit()}, two per tunnel in one proxy)` : ''),
+    runs: args.runs ?? 1,
+    async start() {
+      return {
+        stop: async () => {},
+        async measure(peer) {
+          const r = await measureStorm(peer, peerOptions, stormClients, STORM_DEADLINE_SECONDS);
+          const f = r.figures;
+          if (f.failedToOpen > 0) notes.push(`storm: ${peer}: ${f.failedToOpen} of ${stormClients} tunnels failed to open (last: ${r.lastOpenError})`);
+          if (f.back < f.clients) notes.push(`storm: ${peer}: only ${f.back} of ${f.clients} back within ${STORM_DEADLINE_SECONDS} s${f.neverClosed > 0 ? ` (${f.neverClosed} tunnels never closed)` : ''}`);
+          const kinds = Object.entries(r.failureKinds).sort((a, b) => b[1] - a[1]);
+          if (kinds.length > 0) notes.push(`storm: ${peer}: failed attempts by kind: ${kinds.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+          return f;
+        },
+      };
+    },
   },
   {
     name: 'http',

@@ -14,19 +14,31 @@ const DIST_BENCH = fileURLToPath(new URL('./lib/', import.meta.url));
 export interface WsUpstream {
   port: number;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash: calls `onSignal` right after the signal is sent (the storm's clock starts there); resolves when the process is gone. */
+  kill(onSignal?: () => void): Promise<void>;
 }
 
-function pinnedNode(cpu: number, script: string, args: string[]): ChildProcess {
+function pinnedNode(cpu: number, script: string, args: string[], stdin: 'ignore' | 'pipe' = 'ignore'): ChildProcess {
   const argv = [process.execPath, join(DIST_BENCH, script), ...args];
   const [cmd, ...rest] = hasTaskset ? ['taskset', '-c', String(cpu), ...argv] : argv;
-  return spawn(cmd, rest, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return spawn(cmd, rest, { stdio: [stdin, 'pipe', 'inherit'] });
 }
 
-export async function startWsEcho(): Promise<WsUpstream> {
-  const port = await freePort();
+/** The raw echo upstream on CPU 1, on a free port or on `port` (a restart in place). */
+export async function startWsEcho(port?: number): Promise<WsUpstream> {
+  port ??= await freePort();
   const child = pinnedNode(1, 'ws-echo-server.js', [String(port)]);
   await waitForPort(port);
-  return { port, stop: () => stopChild(child) };
+  return {
+    port,
+    stop: () => stopChild(child),
+    async kill(onSignal) {
+      const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      onSignal?.();
+      await exited;
+    },
+  };
 }
 
 /** Runs the generator; calls `onGo` when its measured window opens; resolves with its JSON. */
@@ -119,7 +131,7 @@ export async function measureLatency(peer: PeerName, options: Omit<PeerOptions, 
 
 /** Idle tunnels on a fresh process: RSS KB per tunnel, and CPU while idle. */
 export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number) {
-  return withPeer(peer, options, upstream, async (running) => {
+  return withPeer(peer, { ...options, maxConnections: tunnels }, upstream, async (running) => {
     if (running.pid === null) return { kbPerTunnel: null, idleCpuPctPer1k: null, open: 0, failed: 0 };
     const pids = processTree(running.pid);
     await new Promise((r) => setTimeout(r, 300));
@@ -151,7 +163,7 @@ export async function measureIdle(peer: PeerName, options: Omit<PeerOptions, 'up
  * was seen to spend more CPU per GB afterwards.)
  */
 export async function measureAfterIdle(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, tunnels: number, spec: ClosedLoopSpec) {
-  return withPeer(peer, options, upstream, async (running) => {
+  return withPeer(peer, { ...options, maxConnections: tunnels }, upstream, async (running) => {
     if (running.pid === null) return { cpuSPerGBAfter: null, cpuSPerGB: null, afterOverFresh: null, rssKeptMiB: null, open: 0 };
     const pids = processTree(running.pid);
     const bulk = async () => {
@@ -169,4 +181,97 @@ export async function measureAfterIdle(peer: PeerName, options: Omit<PeerOptions
     const after = await bulk();
     return { cpuSPerGBAfter: after, cpuSPerGB: fresh, afterOverFresh: after / fresh, rssKeptMiB: rssKept / 1024, open: r.open };
   });
+}
+
+export interface StormResult {
+  figures: {
+    secondsToAllBack: number | null;
+    back: number;
+    clients: number;
+    handshakeP50Ms: number | null;
+    handshakeP99Ms: number | null;
+    echoP99Ms: number | null;
+    failedAttempts: number;
+    attempts: number;
+    cpuS: number | null;
+    secondsToLastBack: number | null;
+    secondsToFirstClose: number | null;
+    neverClosed: number;
+    failedToOpen: number;
+    openSeconds: number;
+    restartSeconds: number;
+  };
+  failureKinds: Record<string, number>;
+  lastOpenError: string;
+}
+
+/** Reads a child's stdout line by line; `next(test)` resolves with the first line (from now on) that passes. */
+function lineWaiter(child: ChildProcess): (test: (line: string) => boolean, timeoutMs: number, what: string) => Promise<string> {
+  let buffer = '';
+  const waiting: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = [];
+  const gone: Array<(err: Error) => void> = [];
+  child.stdout!.on('data', (d) => {
+    buffer += d;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      const i = waiting.findIndex((w) => w.test(line));
+      if (i !== -1) waiting.splice(i, 1)[0].resolve(line);
+    }
+  });
+  child.once('close', (code) => {
+    for (const reject of gone) reject(new Error(`storm-load exited ${code}`));
+  });
+  return (test, timeoutMs, what) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`storm-load: no ${what} within ${timeoutMs / 1000} s`)), timeoutMs);
+      waiting.push({ test, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+      gone.push((err) => (clearTimeout(timer), reject(err)));
+    });
+}
+
+/**
+ * Reconnect storm: `clients` tunnels held through the peer; the echo upstream
+ * is killed (SIGKILL) and started again on the same port at once, every
+ * tunnel closes, and every client reconnects (storm-load.ts). Figures: seconds
+ * from the kill until all are back (null when some were not back within
+ * `deadlineSeconds`), the handshake percentiles of the attempts that
+ * succeeded, the failed attempts, and the peer's CPU seconds from the kill
+ * until the last client was back (or the deadline).
+ */
+export async function measureStorm(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, clients: number, deadlineSeconds: number): Promise<StormResult> {
+  let upstream = await startWsEcho();
+  try {
+    return await withPeer(peer, { ...options, maxConnections: clients }, upstream, async (running) => {
+      const pids = running.pid === null ? [] : processTree(running.pid);
+      const load = pinnedNode(1, 'storm-load.js', [String(running.port), JSON.stringify({ clients, deadlineSeconds })], 'pipe');
+      load.stdin!.on('error', () => {}); // a load that died is reported by its exit
+      const next = lineWaiter(load);
+      try {
+        const ready = JSON.parse((await next((l) => l.startsWith('ready '), 300_000, 'ready line')).slice(6)) as { open: number; failedToOpen: number; lastOpenError: string; openSeconds: number };
+        await new Promise((r) => setTimeout(r, 500)); // the last opens' work settles before the window
+        const result = next((l) => l.startsWith('{'), (deadlineSeconds + 30) * 1000, 'result');
+        result.catch(() => {}); // awaited below; a load that dies meanwhile must not be an unhandled rejection
+        const cpu0 = cpuSeconds(pids);
+        const killed = upstream.port;
+        await upstream.kill(() => load.stdin!.write(`kill ${Date.now()}\n`));
+        const restartStarted = performance.now();
+        upstream = await startWsEcho(killed);
+        const restartSeconds = (performance.now() - restartStarted) / 1000;
+        const r = JSON.parse(await result) as Omit<StormResult['figures'], 'cpuS' | 'failedToOpen' | 'openSeconds' | 'restartSeconds'> & { failureKinds: Record<string, number> };
+        const cpu = cpuSeconds(pids) - cpu0;
+        const { failureKinds, ...figures } = r;
+        return {
+          figures: { ...figures, cpuS: running.pid === null ? null : cpu, failedToOpen: ready.failedToOpen, openSeconds: ready.openSeconds, restartSeconds },
+          failureKinds,
+          lastOpenError: ready.lastOpenError,
+        };
+      } finally {
+        await stopChild(load);
+      }
+    });
+  } finally {
+    await upstream.stop();
+  }
 }

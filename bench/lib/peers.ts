@@ -7,6 +7,8 @@
 //   nginx-64k    the same with 64k proxy buffers
 //   haproxy      HAProxy in http mode
 //   node-naive   the smallest Node relay: net + pipe, no parsing
+//   http-proxy   the npm package http-proxy on node:http (ws: true, keep-alive agent)
+//   fastify-http-proxy  fastify + @fastify/http-proxy (undici for HTTP, ws for upgrades)
 //   wsgate-2w    wsgate --workers 2, and nginx-2w with worker_processes 2: both
 //                on CPUs 0 and 1, the second shared with the load generator
 //                and upstream (on a 2-core machine there is no core to spare)
@@ -19,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive'] as const;
+export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive', 'http-proxy', 'fastify-http-proxy'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
 
 export interface RunningPeer {
@@ -43,6 +45,13 @@ export interface PeerOptions {
   nodeFlags?: string[];
   /** wsgate CLI to run (A/B experiments against another build); default this checkout's dist. */
   cli?: string;
+  /**
+   * Client connections the peer must hold at once (the idle and storm
+   * scenarios' tunnels); raises nginx's worker_connections (default 19,000; two
+   * per tunnel and a sixteenth spare) and HAProxy's maxconn (default 9,000) when
+   * more are needed. Unset: the defaults.
+   */
+  maxConnections?: number;
   /** Serve TLS with this certificate (one EC P-256 pair for every peer; `combined`: both in one file, for HAProxy). */
   tls?: { cert: string; key: string; combined: string };
 }
@@ -50,6 +59,11 @@ export interface PeerOptions {
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const CLI = join(ROOT, 'dist/lib/cli.js');
 const NAIVE = join(ROOT, 'dist/bench/lib/naive-relay.js');
+/** The embedded Node proxies and the package each needs (devDependencies). */
+const NODE_PROXIES = {
+  'http-proxy': { script: join(ROOT, 'dist/bench/lib/http-proxy-peer.js'), packages: ['http-proxy'] },
+  'fastify-http-proxy': { script: join(ROOT, 'dist/bench/lib/fastify-http-proxy-peer.js'), packages: ['fastify', '@fastify/http-proxy'] },
+} as const;
 
 export const hasTaskset = spawnSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' }).status === 0;
 
@@ -107,17 +121,30 @@ export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node' 
   if (name === 'nginx' || name === 'nginx-64k' || name === 'nginx-2w') return which('nginx') ? true : 'nginx not installed (scripts/install-peers.sh)';
   if (name === 'haproxy') return which('haproxy') ? true : 'haproxy not installed (scripts/install-peers.sh)';
   if (name === 'wsgate' && !existsSync(options.node)) return `node binary ${options.node} missing`;
+  if (name === 'http-proxy' || name === 'fastify-http-proxy') {
+    if (!existsSync(options.node)) return `node binary ${options.node} missing`;
+    const missing = NODE_PROXIES[name].packages.find((p) => !existsSync(join(ROOT, 'node_modules', p, 'package.json')));
+    if (missing) return `${missing} not installed (npm install)`;
+  }
   return true;
 }
 
-function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls'], workers = 1): string {
+function nginxConfig(dir: string, port: number, upstreamPort: number, bigBuffers: boolean, tls: PeerOptions['tls'], workers = 1, maxConnections = 0): string {
+  // Each tunnel is two connections (client and upstream) in the one worker, and
+  // nginx starts closing connections that wait for a request ("worker_connections
+  // are not enough, reusing connections", a warning) once fewer than 1/16 of
+  // worker_connections are free: at 19,000 the 8,907th tunnel's client was
+  // turned away with a bare FIN (idle and storm, 9,000 tunnels: 93 failed to open).
+  const connections = Math.max(19000, Math.ceil((2 * maxConnections * 16) / 15) + 1000);
+  // the descriptors they need; above the hard limit nginx keeps the limit it has
+  const descriptors = Math.max(20000, 2 * maxConnections + 2000);
   return `worker_processes ${workers};
 daemon off;
 master_process ${workers > 1 ? 'on' : 'off'};
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log error;
-worker_rlimit_nofile 20000;
-events { worker_connections 19000; }
+worker_rlimit_nofile ${descriptors};
+events { worker_connections ${connections}; }
 http {
   access_log off;
   client_body_temp_path ${dir}/body;
@@ -144,9 +171,10 @@ ${bigBuffers ? '      proxy_buffer_size 64k; proxy_buffers 4 64k; proxy_busy_buf
 `;
 }
 
-function haproxyConfig(port: number, upstreamPort: number, tls: PeerOptions['tls']): string {
+function haproxyConfig(port: number, upstreamPort: number, tls: PeerOptions['tls'], maxConnections = 0): string {
+  // maxconn counts client connections; HAProxy sizes its descriptor limit from it (about two each)
   return `global
-  maxconn 9000
+  maxconn ${Math.max(9000, maxConnections + 500)}
   nbthread 1
 defaults
   mode http
@@ -184,18 +212,24 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
     case 'node-naive':
       child = pinned(0, [options.node, NAIVE, String(port), String(options.upstreamPort)]);
       break;
+    case 'http-proxy':
+    case 'fastify-http-proxy': {
+      const peerArgs = { port, upstreamPort: options.upstreamPort, cert: options.tls?.cert, key: options.tls?.key };
+      child = pinned(0, [options.node, NODE_PROXIES[name].script, JSON.stringify(peerArgs)]);
+      break;
+    }
     case 'nginx':
     case 'nginx-64k':
     case 'nginx-2w': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-nginx-'));
       const workers = name === 'nginx-2w' ? 2 : 1;
-      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls, workers));
+      writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, options.upstreamPort, name === 'nginx-64k', options.tls, workers, options.maxConnections));
       child = pinned(workers > 1 ? '0,1' : 0, [which('nginx')!, '-p', dir, '-c', join(dir, 'nginx.conf')]);
       break;
     }
     case 'haproxy': {
       const dir = mkdtempSync(join(tmpdir(), 'wsgate-bench-haproxy-'));
-      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort, options.tls));
+      writeFileSync(join(dir, 'haproxy.cfg'), haproxyConfig(port, options.upstreamPort, options.tls, options.maxConnections));
       child = pinned(0, [which('haproxy')!, '-f', join(dir, 'haproxy.cfg'), '-db']);
       break;
     }

@@ -73,5 +73,9 @@ net
     socket.on('data', (c) => conn.onData(c));
     socket.on('error', () => socket.destroy());
   })
-  .listen(port, '127.0.0.1', () => process.stdout.write('ready\n'));
+  // backlog as the peers' (Node's default is 511): in the storm scenario every
+  // proxy dials the restarted upstream at once, and at 511 the upstream's
+  // full accept queue dropped SYNs (TcpExtListenOverflows), adding the 1 s SYN
+  // retransmission to the proxy's handshakes
+  .listen({ port, host: '127.0.0.1', backlog: 4096 }, () => process.stdout.write('ready\n'));
 process.on('SIGTERM', () => process.exit(0));

@@ -28,6 +28,7 @@ interface CliArgs {
   connectTimeout?: number;
   headTimeout?: number;
   maxConnections?: number;
+  backlog?: number;
   maxConnectionsPerClient?: number;
   connectionRatePerClient?: string;
   trustedProxy?: string[];
@@ -59,6 +60,7 @@ function parseArgs(argv: string[]): CliArgs {
     .option('connect-timeout', { type: 'number', describe: 'upstream connect timeout, seconds (default 5)' })
     .option('head-timeout', { type: 'number', describe: 'time to receive a request head, seconds (default 10)' })
     .option('max-connections', { type: 'number', describe: 'open client connections beyond which new ones get 503 (default 0: no limit)' })
+    .option('backlog', { type: 'number', describe: 'connections the kernel queues on each listener before they are accepted (default 511; capped by net.core.somaxconn)' })
     .option('max-connections-per-client', { type: 'number', describe: 'open connections (tunnels included) one client address may hold; more get 503 (default 0: no limit)' })
     .option('connection-rate-per-client', { type: 'string', describe: 'connections one client address may open, N/s or N/m; faster ones get 503 (default: no limit)' })
     .option('trusted-proxy', { type: 'string', array: true, describe: 'address or CIDR whose X-Forwarded-* are believed (repeatable; default: nobody; 127.0.0.1 for a local front proxy)' })
@@ -106,6 +108,7 @@ function buildConfig(args: CliArgs): GatewayConfig {
   if (args.connectTimeout !== undefined) config.connectTimeout = args.connectTimeout;
   if (args.headTimeout !== undefined) config.headTimeout = args.headTimeout;
   if (args.maxConnections !== undefined) config.maxConnections = args.maxConnections;
+  if (args.backlog !== undefined) config.listenBacklog = args.backlog;
   if (args.maxConnectionsPerClient !== undefined) config.maxConnectionsPerClient = args.maxConnectionsPerClient;
   if (args.connectionRatePerClient !== undefined) config.connectionRatePerClient = args.connectionRatePerClient;
   if (args.trustedProxy !== undefined) config.trustedProxies = args.trustedProxy.filter((entry) => entry !== 'none');

@@ -22,6 +22,7 @@ type Schema = {
   readonly oneOf?: readonly Schema[];
   readonly $ref?: string;
   readonly minimum?: number;
+  readonly maximum?: number;
   readonly minItems?: number;
   readonly pattern?: string;
   readonly enum?: readonly unknown[];
@@ -133,6 +134,7 @@ export const CONFIG_SCHEMA = {
     maxHeadSize: count('Largest request head in bytes; then 431. Default 16384.', 1),
     maxHeaders: count('Most header fields in a request head; then 431. Default 100.', 1),
     maxConnections: count('Open client connections beyond which new ones get 503; 0: no limit. Default 0.', 0),
+    listenBacklog: { ...count('Connections the kernel queues on each listener before wsgate accepts them (listen(2) backlog; the kernel caps it at net.core.somaxconn). Default 511.', 1), maximum: 65535 },
     maxConnectionsPerClient: count('Open connections (tunnels included) one client address may hold; more get 503. 0: no limit. Default 0.', 0),
     connectionRatePerClient: {
       oneOf: [{ type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*/\\s*(s|m)\\s*$' }, { type: 'number', minimum: 0 }],

@@ -92,6 +92,12 @@ export interface GatewayConfig extends TimeoutDefaults {
   maxHeaders?: number;
   /** Open client connections (tunnels included) beyond which new ones get 503 and are closed; 0 means no limit. Default 0. */
   maxConnections?: number;
+  /**
+   * Connections the kernel queues on each listener before wsgate accepts them
+   * (`listen(2)` backlog, nginx `listen ... backlog=`). Default 511; the kernel
+   * caps it at net.core.somaxconn. Raise it for reconnect storms.
+   */
+  listenBacklog?: number;
   /** Open connections (tunnels included) one client address may hold; more get 503. 0: no limit. Default 0. */
   maxConnectionsPerClient?: number;
   /** Connections one client address may open: `"N/s"`, `"N/m"` or a number per second; faster ones get 503. Default: no limit. */
@@ -152,6 +158,7 @@ export interface ResolvedConfig {
   readonly maxHeaders: number;
   readonly checkWebSocketAccept: boolean;
   readonly maxConnections: number;
+  readonly listenBacklog: number;
   readonly maxConnectionsPerClient: number;
   readonly connectionRatePerClient: ConnectionRate | null;
   readonly trustedProxies: TrustedProxies;
@@ -171,6 +178,7 @@ export const DEFAULTS = {
   headTimeout: 10,
   maxHeadSize: 16384,
   maxHeaders: 100,
+  listenBacklog: 511,
   keepAliveTimeout: 75,
   keepAliveRequests: 1000,
   upstreamKeepAlive: 256,
@@ -363,6 +371,7 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
     checkWebSocketAccept: input.checkWebSocketAccept ?? true,
     maxConnections: nonNegativeInt(input.maxConnections, 'maxConnections', 0),
+    listenBacklog: listenBacklog(input.listenBacklog),
     maxConnectionsPerClient: nonNegativeInt(input.maxConnectionsPerClient, 'maxConnectionsPerClient', 0),
     connectionRatePerClient: resolveRate(input.connectionRatePerClient),
     trustedProxies: new TrustedProxies(trusted),
@@ -391,4 +400,11 @@ export function validateConfig(input: GatewayConfig): string[] {
     problems.push(err.problem);
   }
   return problems;
+}
+
+/** `listen(2)`'s backlog: 1 to 65535 (Linux keeps it in 16 bits before capping it at somaxconn). */
+function listenBacklog(value: unknown): number {
+  const backlog = positiveInt(value, 'listenBacklog', DEFAULTS.listenBacklog);
+  if (backlog > 65535) fail('listenBacklog', `expected at most 65535, got ${backlog}`);
+  return backlog;
 }

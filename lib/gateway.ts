@@ -178,7 +178,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     await this.#probe();
     const bound: ListenAddress[] = [];
     for (const target of targets) {
-      const entry = await this.#listeners.open({ ...target, handshakeTimeoutMs: this.#config.headTimeoutMs, reusePort });
+      const entry = await this.#listeners.open({ ...target, handshakeTimeoutMs: this.#config.headTimeoutMs, backlog: this.#config.listenBacklog, reusePort });
       this.emit('listening', entry);
       bound.push(entry);
     }

@@ -31,6 +31,7 @@ t.test('defaults: every field documented in DEFAULTS, and the rest', async (t) =
     headTimeout: 10,
     maxHeadSize: 16384,
     maxHeaders: 100,
+    listenBacklog: 511,
     keepAliveTimeout: 75,
     keepAliveRequests: 1000,
     upstreamKeepAlive: 256,
@@ -43,6 +44,7 @@ t.test('defaults: every field documented in DEFAULTS, and the rest', async (t) =
   t.equal(c.maxHeaders, 100);
   t.equal(c.checkWebSocketAccept, true);
   t.equal(c.maxConnections, 0, 'no connection limit');
+  t.equal(c.listenBacklog, 511);
   t.equal(c.keepAliveTimeoutMs, 75_000);
   t.equal(c.keepAliveRequests, 1000);
   t.equal(c.upstreamKeepAlive, 256);

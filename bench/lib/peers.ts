@@ -115,6 +115,13 @@ export async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+const backlogFlag = new Map<string, boolean>();
+/** Whether this wsgate CLI has `--backlog` (asked once per build, from its --help). */
+function knowsBacklog(cli: string): boolean {
+  if (!backlogFlag.has(cli)) backlogFlag.set(cli, spawnSync(process.execPath, [cli, '--help'], { encoding: 'utf8' }).stdout.includes('--backlog'));
+  return backlogFlag.get(cli)!;
+}
+
 /** Whether the peer can run here; a string says why not. */
 export function peerAvailable(name: PeerName, options: Pick<PeerOptions, 'node' | 'tls'>): true | string {
   if (options.tls !== undefined && (name === 'direct' || name === 'node-naive')) return 'no TLS listener';
@@ -206,7 +213,9 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
       const env = name === 'wsgate-off' ? { ...process.env, WSGATE_FAST_PATHS: 'off' } : { ...process.env, WSGATE_FAST_PATHS: '' };
       const listen = options.tls ? ['--tls-listen', `127.0.0.1:${port}`, '--tls-cert', options.tls.cert, '--tls-key', options.tls.key] : ['--listen', `127.0.0.1:${port}`];
       const workers = name === 'wsgate-2w' ? ['--workers', '2'] : [];
-      child = pinned(name === 'wsgate-2w' ? '0,1' : 0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, ...listen, ...workers, '--route', route, '--log-level', 'error'], { env });
+      // The same listen backlog as the other peers (nginx `backlog=4096`), where the CLI has the flag (an older build in an A/B may not).
+      const backlog = knowsBacklog(options.cli ?? CLI) ? ['--backlog', '4096'] : [];
+      child = pinned(name === 'wsgate-2w' ? '0,1' : 0, [node, ...(options.nodeFlags ?? []), options.cli ?? CLI, ...listen, ...workers, ...backlog, '--route', route, '--log-level', 'error'], { env });
       break;
     }
     case 'node-naive':

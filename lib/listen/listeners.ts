@@ -32,6 +32,8 @@ export interface ListenOptions {
   readonly proxyProtocol: boolean;
   /** How long a TLS handshake, or a PROXY header, may take. */
   readonly handshakeTimeoutMs: number;
+  /** Connections the kernel queues before they are accepted (`listen(2)` backlog). */
+  readonly backlog: number;
   /** Bind with SO_REUSEPORT (Node 22.12+ on Linux): worker processes each bind the same address. */
   readonly reusePort?: boolean;
 }
@@ -108,7 +110,7 @@ export class Listeners {
       const onError = (err: Error) => reject(err);
       server.once('error', onError);
       // `reusePort` is Node 22.12+; @types/node 20 does not name it.
-      server.listen({ host, port, ...(options.reusePort === true ? { reusePort: true } : {}) } as net.ListenOptions, () => {
+      server.listen({ host, port, backlog: options.backlog, ...(options.reusePort === true ? { reusePort: true } : {}) } as net.ListenOptions, () => {
         server.removeListener('error', onError);
         const address = server.address() as net.AddressInfo;
         const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;

@@ -42,19 +42,26 @@ export async function startWsEcho(port?: number): Promise<WsUpstream> {
 }
 
 /** Runs the generator; calls `onGo` when its measured window opens; resolves with its JSON. */
+/** Calls `onLine` with each line of a child's stdout, as it comes. */
+function eachLine(child: ChildProcess, onLine: (line: string) => void): void {
+  let buffer = '';
+  child.stdout!.on('data', (d) => {
+    buffer += d;
+    let nl: number;
+    while ((nl = buffer.indexOf('\n')) !== -1) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + 1);
+      onLine(line);
+    }
+  });
+}
+
 function runLoad(mode: string, port: number, options: object, onGo: () => void): { child: ChildProcess; result: Promise<Record<string, number>> } {
   const child = pinnedNode(1, 'ws-load.js', [mode, String(port), JSON.stringify(options)]);
-  let buffer = '';
   const result = new Promise<Record<string, number>>((resolve, reject) => {
-    child.stdout!.on('data', (d) => {
-      buffer += d;
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) !== -1) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (line === 'go') onGo();
-        else if (line.startsWith('{')) resolve(JSON.parse(line));
-      }
+    eachLine(child, (line) => {
+      if (line === 'go') onGo();
+      else if (line.startsWith('{')) resolve(JSON.parse(line));
     });
     // 'close', not 'exit': stdout may still hold the result line when the process exits
     child.once('close', (code) => reject(new Error(`ws-load ${mode} exited ${code} without a result`)));
@@ -207,18 +214,11 @@ export interface StormResult {
 
 /** Reads a child's stdout line by line; `next(test)` resolves with the first line (from now on) that passes. */
 function lineWaiter(child: ChildProcess): (test: (line: string) => boolean, timeoutMs: number, what: string) => Promise<string> {
-  let buffer = '';
   const waiting: Array<{ test: (line: string) => boolean; resolve: (line: string) => void }> = [];
   const gone: Array<(err: Error) => void> = [];
-  child.stdout!.on('data', (d) => {
-    buffer += d;
-    let nl: number;
-    while ((nl = buffer.indexOf('\n')) !== -1) {
-      const line = buffer.slice(0, nl);
-      buffer = buffer.slice(nl + 1);
-      const i = waiting.findIndex((w) => w.test(line));
-      if (i !== -1) waiting.splice(i, 1)[0].resolve(line);
-    }
+  eachLine(child, (line) => {
+    const i = waiting.findIndex((w) => w.test(line));
+    if (i !== -1) waiting.splice(i, 1)[0].resolve(line);
   });
   child.once('close', (code) => {
     for (const reject of gone) reject(new Error(`storm-load exited ${code}`));

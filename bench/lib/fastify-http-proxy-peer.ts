@@ -8,15 +8,9 @@
 import { readFileSync } from 'node:fs';
 import fastifyHttpProxy from '@fastify/http-proxy';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { peerArgs } from './peer-args.js';
 
-interface PeerArgs {
-  port: number;
-  upstreamPort: number;
-  cert?: string;
-  key?: string;
-}
-
-const args: PeerArgs = JSON.parse(process.argv[2] ?? '{}');
+const args = peerArgs();
 const https = args.cert && args.key ? { cert: readFileSync(args.cert), key: readFileSync(args.key) } : null;
 // the https server's instance type differs only in its raw server type, which nothing here reads
 const app: FastifyInstance = https ? (Fastify({ logger: false, https }) as unknown as FastifyInstance) : Fastify({ logger: false });

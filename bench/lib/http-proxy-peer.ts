@@ -9,15 +9,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type net from 'node:net';
 import httpProxy from 'http-proxy';
+import { peerArgs } from './peer-args.js';
 
-interface PeerArgs {
-  port: number;
-  upstreamPort: number;
-  cert?: string;
-  key?: string;
-}
-
-const args: PeerArgs = JSON.parse(process.argv[2] ?? '{}');
+const args = peerArgs();
 const proxy = httpProxy.createProxyServer({
   target: `http://127.0.0.1:${args.upstreamPort}`,
   ws: true,

@@ -81,6 +81,13 @@ export function positiveInt(value: unknown, field: string, fallback: number): nu
   return value;
 }
 
+/** `listen(2)`'s backlog: 1 to 65535 (Linux keeps it in 16 bits before capping it at somaxconn). */
+export function listenBacklog(value: unknown, field: string, fallback: number): number {
+  const backlog = positiveInt(value, field, fallback);
+  if (backlog > 65535) fail(field, `expected at most 65535, got ${backlog}`);
+  return backlog;
+}
+
 export function nonNegativeInt(value: unknown, field: string, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) {

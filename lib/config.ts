@@ -14,6 +14,7 @@ import type { ConnectionRate } from './limits/client-limits.js';
 import {
   HOST_NAME,
   fail,
+  listenBacklog,
   nonNegativeInt,
   parseUpstream,
   positiveInt,
@@ -371,7 +372,7 @@ export function resolveConfig(input: GatewayConfig): ResolvedConfig {
     maxHeaders: positiveInt(input.maxHeaders, 'maxHeaders', DEFAULTS.maxHeaders),
     checkWebSocketAccept: input.checkWebSocketAccept ?? true,
     maxConnections: nonNegativeInt(input.maxConnections, 'maxConnections', 0),
-    listenBacklog: listenBacklog(input.listenBacklog),
+    listenBacklog: listenBacklog(input.listenBacklog, 'listenBacklog', DEFAULTS.listenBacklog),
     maxConnectionsPerClient: nonNegativeInt(input.maxConnectionsPerClient, 'maxConnectionsPerClient', 0),
     connectionRatePerClient: resolveRate(input.connectionRatePerClient),
     trustedProxies: new TrustedProxies(trusted),
@@ -400,11 +401,4 @@ export function validateConfig(input: GatewayConfig): string[] {
     problems.push(err.problem);
   }
   return problems;
-}
-
-/** `listen(2)`'s backlog: 1 to 65535 (Linux keeps it in 16 bits before capping it at somaxconn). */
-function listenBacklog(value: unknown): number {
-  const backlog = positiveInt(value, 'listenBacklog', DEFAULTS.listenBacklog);
-  if (backlog > 65535) fail('listenBacklog', `expected at most 65535, got ${backlog}`);
-  return backlog;
 }

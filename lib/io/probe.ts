@@ -106,15 +106,15 @@ async function runProbe(): Promise<ProbeResult> {
     }
   }
   let turnWrites = false;
-  if (!asked('turnWrites')) {
-    // turned off by WSGATE_FAST_PATHS
-  } else if (handleWrites === 'off') {
-    found.turnWrites = 'needs handle writes';
-  } else {
-    try {
-      turnWrites = await withTimeout(probeWriteHooks(), 'turn writes');
-    } catch (err) {
-      found.turnWrites = describe(err);
+  if (asked('turnWrites')) {
+    if (handleWrites === 'off') {
+      found.turnWrites = 'needs handle writes';
+    } else {
+      try {
+        turnWrites = await withTimeout(probeWriteHooks(), 'turn writes');
+      } catch (err) {
+        found.turnWrites = describe(err);
+      }
     }
   }
   return { paths: Object.freeze({ handleWrites, pooledReads, turnWrites }), reasons: found };

@@ -11,14 +11,10 @@
 
 import type net from 'node:net';
 
-/** The Connection reading this client socket (connection.ts). */
+/** Whoever this client socket's events go to: its Connection, then a tunnel side (connection.ts). */
 export const kConnection = Symbol('wsgate connection');
-/** Whoever an upstream socket's events go to: an exchange or the pool (dialer.ts). */
+/** Whoever an upstream socket's events go to: an exchange, the pool or a tunnel side (dialer.ts). */
 export const kOwner = Symbol('wsgate upstream owner');
-/** The Tunnel this socket is one side of (tunnel.ts). */
-export const kTunnel = Symbol('wsgate tunnel');
-/** The peer sent FIN (tunnel.ts). */
-export const kGotEnd = Symbol('wsgate peer sent FIN');
 /** The buffer this socket reads into now, and the one it owns (read-buffers.ts). */
 export const kReadBuffer = Symbol('wsgate read buffer');
 export const kOwnBuffer = Symbol('wsgate own read buffer');
@@ -34,8 +30,6 @@ export const kHome = Symbol('wsgate home');
 interface Fields {
   [kConnection]: unknown;
   [kOwner]: unknown;
-  [kTunnel]: unknown;
-  [kGotEnd]: boolean;
   [kReadBuffer]: unknown;
   [kOwnBuffer]: unknown;
   [kHeld]: unknown;
@@ -51,8 +45,6 @@ export function initSocketFields<S extends net.Socket>(socket: S): S {
   const fields = socket as S & Fields;
   fields[kConnection] = null;
   fields[kOwner] = null;
-  fields[kTunnel] = null;
-  fields[kGotEnd] = false;
   fields[kReadBuffer] = undefined;
   fields[kOwnBuffer] = undefined;
   fields[kHeld] = undefined;
@@ -63,8 +55,8 @@ export function initSocketFields<S extends net.Socket>(socket: S): S {
   return socket;
 }
 
-/** Whoever answers for this socket's listener errors (core/guard.ts): its tunnel, connection, or upstream owner. */
+/** Whoever answers for this socket's listener errors (core/guard.ts): its connection or tunnel side, or its upstream owner. */
 export function ownerOfSocket(socket: net.Socket): { crashed(err: unknown): void } | null {
   const fields = socket as net.Socket & Partial<Fields>;
-  return (fields[kTunnel] ?? fields[kConnection] ?? fields[kOwner] ?? fields[kHome] ?? null) as { crashed(err: unknown): void } | null;
+  return (fields[kConnection] ?? fields[kOwner] ?? fields[kHome] ?? null) as { crashed(err: unknown): void } | null;
 }

@@ -45,9 +45,23 @@ export interface ConnectionHost {
 // that destroys the response in flight (nginx `lingering_timeout`).
 const LINGER_MS = 5000;
 
-type DownstreamSocket = net.Socket & { [kConnection]: Connection };
+/**
+ * What a client socket's events go to: its Connection, then the tunnel side
+ * that takes it over (tunnel.ts); null in between. The listeners below are the
+ * socket's only ones for its whole life.
+ */
+export interface DownstreamOwner {
+  received(chunk: Buffer): void;
+  /** FIN */
+  ended(): void;
+  drained(): void;
+  failed(err: Error): void;
+  closed(): void;
+}
 
-export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
+type DownstreamSocket = net.Socket & { [kConnection]: DownstreamOwner | null };
+
+export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner, DownstreamOwner {
   readonly host: ConnectionHost;
   readonly socket: DownstreamSocket;
   /** Config and routes as they were when this connection arrived; a reload does not touch it. */
@@ -171,6 +185,10 @@ export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
     if (this.exchange !== null && !this.exchange.isOver) this.exchange.downstreamDrained();
   }
 
+  failed(): void {
+    // 'close' follows; the error itself (ECONNRESET, EPIPE) is the client's business.
+  }
+
   onTimerExpired(): number {
     const fired = this.#timeout;
     this.#timeout = ConnTimeout.None;
@@ -237,13 +255,9 @@ export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
 
   handOver(): Buffer[] {
     this.#enter(ConnState.Tunnel);
-    const socket = this.socket;
-    for (const [event, listener] of READING_LISTENERS) socket.removeListener(event, listener);
-    socket.removeListener('error', connectionOnError);
-    socket.removeListener('close', connectionOnClose);
-    // The tunnel keeps the socket for hours, not this connection; no listener
-    // that reads socket[kConnection] is left to run.
-    (socket as { [kConnection]: Connection | null })[kConnection] = null;
+    // The tunnel keeps the socket for hours, not this connection: the
+    // socket's listeners stay and go to the tunnel, which takes it next.
+    this.socket[kConnection] = null;
     const early = this.#pipeline.front?.tail ?? [];
     this.#pipeline.clear();
     this.exchange = null;
@@ -385,28 +399,28 @@ export class Connection implements TimerOwner, ExchangeOwner, PipelineOwner {
 }
 
 function socketOnData(this: DownstreamSocket, chunk: Buffer): void {
-  this[kConnection].received(chunk);
+  this[kConnection]?.received(chunk);
 }
 function socketOnEnd(this: DownstreamSocket): void {
-  this[kConnection].ended();
+  this[kConnection]?.ended();
 }
 function socketOnDrain(this: DownstreamSocket): void {
-  this[kConnection].drained();
+  this[kConnection]?.drained();
 }
-function socketOnError(this: DownstreamSocket): void {
-  // 'close' follows; the error itself (ECONNRESET, EPIPE) is the client's business.
+function socketOnError(this: DownstreamSocket, err: Error): void {
+  this[kConnection]?.failed(err);
 }
 function socketOnClose(this: DownstreamSocket): void {
-  this[kConnection].closed();
+  this[kConnection]?.closed();
 }
 
-// Attached once the connection starts reading; removed when a tunnel takes the socket over.
+// Attached once the connection starts reading, and kept by the tunnel that takes the socket over.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const READING_LISTENERS: ReadonlyArray<readonly [string, (this: DownstreamSocket, ...args: any[]) => unknown]> = [
   ['data', guard('connection', 'data', socketOnData, ownerOfSocket)],
   ['end', guard('connection', 'end', socketOnEnd, ownerOfSocket)],
   ['drain', guard('connection', 'drain', socketOnDrain, ownerOfSocket)],
 ];
-// Kept from accept to close (or to the tunnel).
+// Kept from accept to close.
 const connectionOnError = guard('connection', 'error', socketOnError, ownerOfSocket);
 const connectionOnClose = guard('connection', 'close', socketOnClose, ownerOfSocket);

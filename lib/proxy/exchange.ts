@@ -27,7 +27,7 @@ import { BodyMode, HeadKind, HeadReader, type HeadReaderHandler, type ParsedHead
 import { buildDownstreamResponseHead, buildInformationalHead } from '../http/headers.js';
 import type { RouteMatch } from '../http/router.js';
 import { buildProxyHeader, type ProxiedAddresses } from '../http/proxy-protocol.js';
-import { connectError, dialUpstream, discardUpstream, kOwner, releaseUpstream, type UpstreamOwner, type UpstreamSocket } from '../upstream/dialer.js';
+import { connectError, dialUpstream, discardUpstream, kOwner, type UpstreamOwner, type UpstreamSocket } from '../upstream/dialer.js';
 import type { UpstreamPool } from '../upstream/pool.js';
 import { Tunnel, type TunnelCloseCallback, type TunnelCrashCallback } from '../tunnel/tunnel.js';
 import { retainRead } from '../io/read-buffers.js';
@@ -275,6 +275,11 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner, R
     else if (relay.complete) this.#complete();
   }
 
+  /** A close without FIN or error ends the response as a FIN does. */
+  upstreamClosed(): void {
+    this.upstreamEnded();
+  }
+
   upstreamEnded(): void {
     if (this.isOver) return;
     if (this.#mayRetry()) return;
@@ -431,7 +436,7 @@ export class Exchange implements TimerOwner, HeadReaderHandler, UpstreamOwner, R
     const head = this.#reader!.head!;
     this.#finish();
     const upstream = this.upstream!;
-    releaseUpstream(upstream);
+    upstream[kOwner] = null; // the tunnel's, next
     upstream.pause();
     const early = this.conn.handOver();
     const downstream = this.conn.socket;

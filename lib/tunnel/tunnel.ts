@@ -1,10 +1,17 @@
 // An upgraded connection: two sockets spliced both ways. Chunks go from one
-// socket's 'data' straight to the other's handle (handle-writes.ts), never
+// socket's reads straight to the other's handle (handle-writes.ts), never
 // copied or re-framed; when a write reports a full buffer the source pauses
 // until 'drain' (ws `socketOnData` / `receiverOnDrain`). Each direction half-closes on its own
 // (Go `switchProtocolCopier` calls CloseWrite on EOF): a FIN from one side ends
 // the other side's write half, and the tunnel is over when both halves are.
 // A reset or error on either side destroys the other at once.
+//
+// The tunnel adds no listener: each socket keeps the one set it got when
+// wsgate took it (the client's from its connection, the upstream's from the
+// dialer), and those dispatch to whoever owns the socket now. Taking a socket
+// over is one assignment (`socket[kConnection]` / `socket[kOwner]` becomes a
+// TunnelSide), where removing and adding a dozen listeners per handshake cost
+// about 3 % of its instructions (bench/RESULTS.md, "Handshake instructions").
 //
 // Idle detection stamps a number per chunk; the timer wheel asks later.
 
@@ -13,8 +20,7 @@ import type { TimerOwner, TimerWheel } from '../core/timer-wheel.js';
 import { WheelTimer } from '../core/timer-wheel.js';
 import { writeHeld } from '../io/read-buffers.js';
 import { writeToSocket } from '../io/handle-writes.js';
-import { guard } from '../core/guard.js';
-import { kGotEnd, kTunnel, ownerOfSocket } from '../io/socket-fields.js';
+import { kConnection, kOwner } from '../io/socket-fields.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown' | 'internal-error';
 
@@ -28,12 +34,12 @@ export type TunnelCloseCallback = (tunnel: Tunnel, reason: TunnelCloseReason) =>
 /** A listener of the tunnel threw (a bug): both sides are being destroyed; log and count it. */
 export type TunnelCrashCallback = (tunnel: Tunnel, err: unknown) => void;
 
-
-type TunnelSocket = net.Socket & { [kTunnel]: Tunnel; [kGotEnd]: boolean };
+/** A socket as the tunnel holds it: its events go to `[kConnection]` (a client socket) or `[kOwner]` (an upstream socket). */
+type OwnedSocket = net.Socket & { [kConnection]: unknown; [kOwner]: unknown };
 
 export class Tunnel implements TimerOwner {
-  readonly downstream: TunnelSocket;
-  readonly upstream: TunnelSocket;
+  readonly downstream: net.Socket;
+  readonly upstream: net.Socket;
   readonly startedAt: number;
   /** Payload bytes relayed client -> upstream (after the handshake). */
   bytesToUpstream = 0;
@@ -45,9 +51,9 @@ export class Tunnel implements TimerOwner {
   readonly #timer: WheelTimer;
   readonly #onClose: TunnelCloseCallback;
   readonly #onCrash: TunnelCrashCallback;
+  readonly #down: TunnelSide;
+  readonly #up: TunnelSide;
   #openSockets = 2;
-  /** Sides whose close was counted: 1 downstream, 2 upstream. */
-  #closedSides = 0;
   #reason: TunnelCloseReason | null = null;
 
   /**
@@ -63,8 +69,8 @@ export class Tunnel implements TimerOwner {
     onClose: TunnelCloseCallback,
     onCrash: TunnelCrashCallback,
   ) {
-    const downstream = endpoints.downstream as TunnelSocket;
-    const upstream = endpoints.upstream as TunnelSocket;
+    const downstream = endpoints.downstream;
+    const upstream = endpoints.upstream;
     this.downstream = downstream;
     this.upstream = upstream;
     this.wheel = wheel;
@@ -74,11 +80,14 @@ export class Tunnel implements TimerOwner {
     this.startedAt = Date.now();
     this.lastActive = 0;
     this.#timer = new WheelTimer(this);
+    const down = (this.#down = new TunnelSide(this, downstream, true));
+    const up = (this.#up = new TunnelSide(this, upstream, false));
+    down.peer = up;
+    up.peer = down;
 
-    downstream[kTunnel] = this;
-    upstream[kTunnel] = this;
-    downstream[kGotEnd] = false;
-    upstream[kGotEnd] = false;
+    // From here on the sockets' listeners (connection.ts, upstream/dialer.ts) dispatch to the sides.
+    (downstream as OwnedSocket)[kConnection] = down;
+    (upstream as OwnedSocket)[kOwner] = up;
     downstream.setNoDelay(true);
     upstream.setNoDelay(true);
 
@@ -91,13 +100,11 @@ export class Tunnel implements TimerOwner {
       writeHeld(downstream, toDownstream); // a slice of the upstream read that carried the 101
     }
 
-    for (const [event, listener] of DOWNSTREAM_LISTENERS) downstream.on(event, listener);
-    for (const [event, listener] of UPSTREAM_LISTENERS) upstream.on(event, listener);
     wheel.arm(this.#timer, timeoutMs);
     this.lastActive = wheel.now;
     // Either socket may already have closed while the handshake finished.
-    if (downstream.destroyed) this.socketClosed(downstream);
-    if (upstream.destroyed) this.socketClosed(upstream);
+    if (downstream.destroyed) this.sideClosed(down);
+    if (upstream.destroyed) this.sideClosed(up);
     if (!downstream.destroyed) downstream.resume();
     if (!upstream.destroyed) upstream.resume();
   }
@@ -121,11 +128,7 @@ export class Tunnel implements TimerOwner {
     return 0;
   }
 
-  peerOf(socket: TunnelSocket): TunnelSocket {
-    return socket === this.downstream ? this.upstream : this.downstream;
-  }
-
-  /** A listener threw: destroy both sides (core/guard.ts); the close is still reported once. */
+  /** A listener threw (core/guard.ts): destroy both sides; the close is still reported once. */
   crashed(err: unknown): void {
     this.#reason ??= 'internal-error';
     try {
@@ -134,22 +137,21 @@ export class Tunnel implements TimerOwner {
       this.downstream.destroy();
       this.upstream.destroy();
       // A 'close' whose listener threw was not counted.
-      if (this.downstream.closed) this.socketClosed(this.downstream);
-      if (this.upstream.closed) this.socketClosed(this.upstream);
+      if (this.downstream.closed) this.sideClosed(this.#down);
+      if (this.upstream.closed) this.sideClosed(this.#up);
     }
   }
 
-  socketClosed(socket: TunnelSocket): void {
-    const side = socket === this.downstream ? 1 : 2;
-    if ((this.#closedSides & side) !== 0) return;
-    this.#closedSides |= side;
+  /** One side's socket closed. */
+  sideClosed(side: TunnelSide): void {
+    if (side.isClosed) return;
+    side.isClosed = true;
     // A side that closed before both of its halves were done (error, reset,
     // destroy) takes the other with it; a side that finished cleanly leaves
     // the other to finish its own last bytes.
-    const peer = this.peerOf(socket);
-    if (!socket[kGotEnd] || !socket.writableFinished) {
-      if (this.#reason === null) this.#reason = socket === this.downstream ? 'downstream-error' : 'upstream-error';
-      peer.destroy();
+    if (!side.gotEnd || !side.socket.writableFinished) {
+      if (this.#reason === null) this.#reason = side.isDownstream ? 'downstream-error' : 'upstream-error';
+      side.peer.socket.destroy();
     }
     if (--this.#openSockets === 0) {
       this.wheel.cancel(this.#timer);
@@ -157,64 +159,87 @@ export class Tunnel implements TimerOwner {
     }
   }
 
-  noteError(socket: TunnelSocket): void {
-    if (this.#reason === null) this.#reason = socket === this.downstream ? 'downstream-error' : 'upstream-error';
+  /** One side's socket failed (reset, EPIPE). */
+  sideFailed(side: TunnelSide): void {
+    if (this.#reason === null) this.#reason = side.isDownstream ? 'downstream-error' : 'upstream-error';
     // Mirror an abortive close: the other side learns at once, as through a plain TCP path.
-    const peer = this.peerOf(socket);
+    const peer = side.peer.socket;
     if (!peer.destroyed) peer.resetAndDestroy();
   }
 }
 
-function downstreamOnData(this: TunnelSocket, chunk: Buffer): void {
-  const tunnel = this[kTunnel];
-  tunnel.bytesToUpstream += chunk.length;
-  tunnel.lastActive = tunnel.wheel.now;
-  if (!writeToSocket(tunnel.upstream, chunk)) this.pause();
-}
+/**
+ * What one socket's events do once the tunnel owns it. It answers to the
+ * names both listener sets call: the client socket's (connection.ts) and the
+ * upstream socket's (upstream/dialer.ts).
+ */
+class TunnelSide {
+  readonly tunnel: Tunnel;
+  readonly socket: net.Socket;
+  /** The client's side: its bytes go upstream. */
+  readonly isDownstream: boolean;
+  peer!: TunnelSide;
+  /** This socket's peer sent FIN. */
+  gotEnd = false;
+  /** Its close was counted. */
+  isClosed = false;
 
-function upstreamOnData(this: TunnelSocket, chunk: Buffer): void {
-  const tunnel = this[kTunnel];
-  tunnel.bytesToDownstream += chunk.length;
-  tunnel.lastActive = tunnel.wheel.now;
-  if (!writeToSocket(tunnel.downstream, chunk)) this.pause();
-}
+  constructor(tunnel: Tunnel, socket: net.Socket, isDownstream: boolean) {
+    this.tunnel = tunnel;
+    this.socket = socket;
+    this.isDownstream = isDownstream;
+  }
 
-/** The writer drained: let its peer read again. */
-function socketOnDrain(this: TunnelSocket): void {
-  const peer = this[kTunnel].peerOf(this);
-  if (!peer.destroyed) peer.resume();
-}
+  received(chunk: Buffer): void {
+    const tunnel = this.tunnel;
+    if (this.isDownstream) tunnel.bytesToUpstream += chunk.length;
+    else tunnel.bytesToDownstream += chunk.length;
+    tunnel.lastActive = tunnel.wheel.now;
+    if (!writeToSocket(this.peer.socket, chunk)) this.socket.pause();
+  }
 
-/** Half-close: this side sent FIN, so end the peer's write half once its buffer is flushed. */
-function socketOnEnd(this: TunnelSocket): void {
-  this[kGotEnd] = true;
-  const tunnel = this[kTunnel];
-  tunnel.lastActive = tunnel.wheel.now;
-  const peer = tunnel.peerOf(this);
-  if (!peer.destroyed) peer.end();
-  // With allowHalfOpen, node destroys a socket once both halves are done.
-  if (this.writableFinished && !this.destroyed) this.destroy();
-}
+  /** This socket's writes drained: let its peer read again. */
+  drained(): void {
+    const peer = this.peer.socket;
+    if (!peer.destroyed) peer.resume();
+  }
 
-function downstreamOnError(this: TunnelSocket): void {
-  this[kTunnel].noteError(this);
-}
-const upstreamOnError = downstreamOnError;
+  /** Half-close: this side sent FIN, so end the peer's write half once its buffer is flushed. */
+  ended(): void {
+    this.gotEnd = true;
+    const tunnel = this.tunnel;
+    tunnel.lastActive = tunnel.wheel.now;
+    const peer = this.peer.socket;
+    if (!peer.destroyed) peer.end();
+    // With allowHalfOpen, node destroys a socket once both halves are done.
+    const socket = this.socket;
+    if (socket.writableFinished && !socket.destroyed) socket.destroy();
+  }
 
-function socketOnClose(this: TunnelSocket): void {
-  this[kTunnel].socketClosed(this);
-}
+  failed(): void {
+    this.tunnel.sideFailed(this);
+  }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type TunnelListener = readonly [string, (this: TunnelSocket, ...args: any[]) => unknown];
-const DOWNSTREAM_LISTENERS: readonly TunnelListener[] = [
-  ['data', guard('tunnel', 'downstream-data', downstreamOnData, ownerOfSocket)],
-  ['drain', guard('tunnel', 'drain', socketOnDrain, ownerOfSocket)],
-  ['end', guard('tunnel', 'end', socketOnEnd, ownerOfSocket)],
-  ['error', guard('tunnel', 'error', downstreamOnError, ownerOfSocket)],
-  ['close', guard('tunnel', 'close', socketOnClose, ownerOfSocket)],
-];
-const UPSTREAM_LISTENERS: readonly TunnelListener[] = [
-  ['data', guard('tunnel', 'upstream-data', upstreamOnData, ownerOfSocket)],
-  ...DOWNSTREAM_LISTENERS.slice(1).map(([event, listener]): TunnelListener => [event, event === 'error' ? guard('tunnel', 'upstream-error', upstreamOnError, ownerOfSocket) : listener]),
-];
+  closed(): void {
+    this.tunnel.sideClosed(this);
+  }
+
+  crashed(err: unknown): void {
+    this.tunnel.crashed(err);
+  }
+
+  // The upstream socket's names for the same events (upstream/dialer.ts `UpstreamOwner`).
+  connected(): void {}
+  upstreamEnded(): void {
+    this.ended();
+  }
+  upstreamClosed(): void {
+    this.closed();
+  }
+  upstreamFailed(): void {
+    this.failed();
+  }
+  upstreamDrained(): void {
+    this.drained();
+  }
+}

@@ -4,7 +4,7 @@
 // it, so handing a socket from an exchange to the pool and back costs two
 // assignments, not a dozen addListener/removeListener calls per request
 // (undici keeps `socket[kParser]` the same way). A tunnel takes the socket
-// over with listeners of its own (`releaseUpstream`).
+// over the same way: its side becomes the owner (tunnel.ts).
 //
 // The connect timeout lives on the owner's timer-wheel entry, so this file
 // only opens the socket and says what a failed connect means. A TLS upstream
@@ -31,8 +31,10 @@ export interface UpstreamAddress {
 export interface UpstreamOwner {
   connected(): void;
   received(chunk: Buffer): void;
-  /** FIN, or a close without FIN or error. */
+  /** FIN. */
   upstreamEnded(): void;
+  /** The socket closed (after FIN, an error, or a destroy). */
+  upstreamClosed(): void;
   upstreamFailed(err: NodeJS.ErrnoException): void;
   upstreamDrained(): void;
   /** A bug while handling `received`: end this socket's business, never the process. */
@@ -90,14 +92,6 @@ function dialTls(address: UpstreamAddress, options: NonNullable<UpstreamAddress[
   return socket;
 }
 
-/** Removes the dispatching listeners: a tunnel takes the socket over and adds its own at once. */
-export function releaseUpstream(socket: UpstreamSocket): void {
-  socket[kOwner] = null;
-  for (const [event, listener] of UPSTREAM_LISTENERS) socket.removeListener(event, listener);
-  socket.removeListener('secureConnect', UPSTREAM_LISTENERS[0][1]); // the 'connect' listener, on a TLS socket
-  socket.removeListener('data', upstreamOnDataGuarded);
-}
-
 /** Closes a socket nobody needs any more; its last error (ECONNRESET, EPIPE) concerns nobody. */
 export function discardUpstream(socket: UpstreamSocket): void {
   socket[kOwner] = null;
@@ -116,8 +110,7 @@ export function connectError(err: NodeJS.ErrnoException, address: UpstreamAddres
 function upstreamOnConnect(this: UpstreamSocket): void {
   this[kOwner]?.connected();
 }
-// With pooled reads Node emits no 'data': reads arrive here, for the owner, or as
-// 'data' for a tunnel that took the socket over.
+// With pooled reads Node emits no 'data': reads arrive here, for the owner.
 function upstreamOnRead(this: net.Socket, nread: number, buffer: Uint8Array): boolean {
   dispatchRead(this as UpstreamSocket, nread, buffer as Buffer, upstreamDispatch);
   return true; // keep reading: owners pause() when their writes back up
@@ -125,8 +118,7 @@ function upstreamOnRead(this: net.Socket, nread: number, buffer: Uint8Array): bo
 function upstreamDispatch(socket: UpstreamSocket, chunk: Buffer): void {
   const owner = socket[kOwner];
   if (owner === null) {
-    if (socket.listenerCount('data') > 0) socket.emit('data', chunk);
-    else socket.destroy(); // bytes nobody waits for: the connection is out of step
+    socket.destroy(); // bytes nobody waits for: the connection is out of step
     return;
   }
   try {
@@ -154,7 +146,7 @@ function upstreamOnError(this: UpstreamSocket, err: NodeJS.ErrnoException): void
   this[kOwner]?.upstreamFailed(err); // with no owner the error is dropped: the socket is being thrown away
 }
 function upstreamOnClose(this: UpstreamSocket): void {
-  this[kOwner]?.upstreamEnded();
+  this[kOwner]?.upstreamClosed();
 }
 function upstreamOnDrain(this: UpstreamSocket): void {
   this[kOwner]?.upstreamDrained();

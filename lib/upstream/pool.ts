@@ -41,6 +41,9 @@ class IdleEntry implements TimerOwner, UpstreamOwner {
   upstreamEnded(): void {
     this.pool.discard(this);
   }
+  upstreamClosed(): void {
+    this.pool.discard(this);
+  }
   upstreamFailed(): void {
     this.pool.discard(this);
   }

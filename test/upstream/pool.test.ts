@@ -22,6 +22,7 @@ class Dialing implements UpstreamOwner {
   }
   received(): void {}
   upstreamEnded(): void {}
+  upstreamClosed(): void {}
   upstreamFailed(): void {}
   upstreamDrained(): void {}
   crashed(): void {}

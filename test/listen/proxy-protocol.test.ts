@@ -198,8 +198,9 @@ t.test('sendProxyProtocol: each new upstream connection starts with a header nam
     t.teardown(() => other.destroy());
     await once(other, 'connect');
     other.write(Buffer.concat([buildProxyHeader('v1', { ...CLIENT, sourceAddress: '192.0.2.99' }), Buffer.from('GET /c HTTP/1.1\r\nHost: a\r\n\r\n')]));
-    await waitFor(() => upstream.received.length === 2, 2000, 'a second upstream connection');
     const own = buildProxyHeader(version, { ...CLIENT, sourceAddress: '192.0.2.99' });
+    // The connection is accepted before its first bytes arrive: wait for the bytes, not only the connection.
+    await waitFor(() => upstream.received.length === 2 && Buffer.concat(upstream.received[1]).length >= own.length, 2000, 'a second upstream connection and its header');
     t.ok(Buffer.concat(upstream.received[1]).subarray(0, own.length).equals(own), `${version}: its own header`);
   }
 });

@@ -61,6 +61,7 @@ const args = yargs(hideBin(process.argv))
   .option('cli', { type: 'string', describe: 'wsgate CLI to measure instead of dist/lib/cli.js (A/B against another build)' })
   .option('charts-from', { type: 'string', describe: 'only redraw bench/results/*.svg from a --json file of an earlier run' })
   .option('node-flags', { type: 'string', describe: 'extra flags for the wsgate node, space-separated (e.g. --max-semi-space-size=32)' })
+  .option('handshake-warmup', { type: 'number', describe: 'handshakes each peer serves before the handshake scenarios measure (default 20,000, quick 0): V8 compiles a Node proxy\'s connection path for about that many, and a TLS handshake scenario\'s one second of warm-up is only ~700; 0 for the one-second warm-up alone' })
   .option('storm-clients', { type: 'number', describe: 'clients in the storm scenario (default 10,000, fewer where the descriptor limit cannot hold two per tunnel in one proxy process; quick 1,000)' })
   .strict()
   .parseSync();
@@ -69,6 +70,7 @@ const quick = args.quick;
 const runs = args.runs ?? (quick ? 1 : 3);
 const seconds = args.seconds ?? (quick ? 1 : 8);
 export const WARMUP_SECONDS = quick ? 0.5 : 1;
+const handshakeWarmup = args.handshakeWarmup ?? (quick ? 0 : 20_000);
 const peers = (args.peers ?? (quick ? 'direct,wsgate,nginx' : PEER_NAMES.join(','))).split(',').map((p) => p.trim()).filter(Boolean) as PeerName[];
 for (const p of peers) if (!PEER_NAMES.includes(p)) throw new Error(`unknown peer ${p}; known: ${PEER_NAMES.join(', ')}`);
 const peerOptions = { node: args.node, node20: process.execPath, cli: args.cli, nodeFlags: args.nodeFlags ? args.nodeFlags.split(' ') : undefined };
@@ -129,10 +131,11 @@ function wsHandshake(name: string, note: string, tls = false): Scenario {
     columns: [
       ['handshakesPerSec', 'handshakes/s', 0],
       ['failures', 'failures', 0],
+      ['warmupHandshakes', 'warm-up handshakes', 0],
     ],
     note,
     tls,
-    start: onWsEcho((upstream, peer) => measureHandshake(peer, tls ? tlsPeerOptions() : peerOptions, upstream, seconds, WARMUP_SECONDS)),
+    start: onWsEcho((upstream, peer) => measureHandshake(peer, tls ? tlsPeerOptions() : peerOptions, upstream, seconds, WARMUP_SECONDS, handshakeWarmup)),
   };
 }
 

@@ -112,17 +112,18 @@ export async function measureClosed(peer: PeerName, options: Omit<PeerOptions, '
   });
 }
 
-export async function measureHandshake(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, seconds: number, warmupSeconds: number) {
+export async function measureHandshake(peer: PeerName, options: Omit<PeerOptions, 'upstreamPort'>, upstream: WsUpstream, seconds: number, warmupSeconds: number, warmupHandshakes = 0) {
   return withPeer(peer, options, upstream, async (running) => {
     const pids = running.pid === null ? [] : processTree(running.pid);
     let before = 0;
-    const load = runLoad('handshake', running.port, { connections: 20, seconds, warmupSeconds, tls: options.tls !== undefined }, () => (before = cpuSeconds(pids)));
+    const load = runLoad('handshake', running.port, { connections: 20, seconds, warmupSeconds, warmupHandshakes, tls: options.tls !== undefined }, () => (before = cpuSeconds(pids)));
     const r = await load.result;
     const cpu = cpuSeconds(pids) - before;
     return {
       handshakesPerSec: r.handshakesPerSec,
       cpuUsPerHandshake: running.pid === null ? null : (cpu * 1e6) / r.handshakes,
       failures: r.failures,
+      warmupHandshakes: r.warmupHandshakes,
     };
   });
 }

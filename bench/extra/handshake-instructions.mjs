@@ -14,6 +14,15 @@
 //
 // usage: node bench/extra/handshake-instructions.mjs PEER [N] [WARM] [C]
 //   PEER: wsgate | wsgate-off | node-naive | nginx | haproxy
+//   env TLS=1: the client speaks TLS (a full TLS 1.3 handshake each time, no
+//     resumption, EC P-256 certificate like the bench's TLS scenarios); the
+//     node-naive peer is then a bare Node TLS relay (tls.createServer, connect, pipe)
+//   env COUNT: instructions (default: callgrind) | cpu (no valgrind: the proxy pinned to
+//     CPU 0 and this process to CPU 1, CPU µs per handshake from /proc, per thread too) |
+//     syscalls (no valgrind: `strace -c -f` attached for the counted handshakes)
+//   env ECHO=1: the bench's handshake scenario instead (bench/lib/ws-load.ts): after
+//     the 101 one 16 B frame each way, then a close frame with the FIN and the socket
+//     destroyed at once (an RST when the proxy's bytes are still coming)
 //   env NODE: the Node binary for the Node peers (default: this one)
 //   env CLI: the wsgate CLI (default: this checkout's dist/lib/cli.js)
 //   env WSGATE_FAST_PATHS: passed through to the wsgate peer
@@ -25,6 +34,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +47,32 @@ const C = Number(cArg);
 const NODE = process.env.NODE ?? process.execPath;
 const CLI = process.env.CLI ?? join(ROOT, 'dist/lib/cli.js');
 const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const TLS = process.env.TLS === '1';
+const ECHO = process.env.ECHO === '1';
+const FRAME = Buffer.from([0x82, 0x90, 1, 2, 3, 4, ...Buffer.alloc(16, 7)]); // masked 16 B binary frame
+const ECHOED = Buffer.from([0x82, 0x10, ...Buffer.alloc(16, 7)]); // the upstream's answer
+const CLOSE = Buffer.from([0x88, 0x80, 0, 0, 0, 0]);
 const dir = mkdtempSync(join(tmpdir(), 'wsgate-hs-instr-'));
+const CERT = join(dir, 'cert.pem');
+const KEYFILE = join(dir, 'key.pem');
+const COMBINED = join(dir, 'combined.pem');
+if (TLS) {
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', KEYFILE, '-out', CERT, '-days', '2', '-subj', '/CN=bench.test'], { stdio: 'ignore' });
+  writeFileSync(COMBINED, readFileSync(CERT).toString() + readFileSync(KEYFILE).toString());
+  // The bare Node TLS relay: the floor for a Node proxy that terminates TLS.
+  writeFileSync(
+    join(dir, 'tls-relay.mjs'),
+    `import net from 'node:net'; import tls from 'node:tls'; import { readFileSync } from 'node:fs';
+const [port, up] = process.argv.slice(2).map(Number);
+tls.createServer({ cert: readFileSync(${JSON.stringify(CERT)}), key: readFileSync(${JSON.stringify(KEYFILE)}), minVersion: 'TLSv1.2', ALPNProtocols: ['http/1.1'] }, (c) => {
+  const u = net.connect(up, '127.0.0.1');
+  c.on('error', () => u.destroy()); u.on('error', () => c.destroy());
+  c.pipe(u).pipe(c);
+}).on('tlsClientError', (_e, c) => c.destroy()).listen(port, '127.0.0.1');
+process.on('SIGTERM', () => process.exit(0));
+`,
+  );
+}
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
@@ -48,7 +83,10 @@ const upstream = net.createServer((s) => {
   s.on('error', () => {});
   let head = '';
   s.on('data', (d) => {
-    if (head === null) return;
+    if (head === null) {
+      if (ECHO && d[0] === 0x82) s.write(ECHOED);
+      return;
+    }
     head += d.toString('latin1');
     const end = head.indexOf('\r\n\r\n');
     if (end < 0) return;
@@ -73,9 +111,9 @@ function command() {
   switch (peer) {
     case 'wsgate':
     case 'wsgate-off':
-      return [NODE, ...NODE_FLAGS, CLI, '--listen', `127.0.0.1:${P}`, '--route', `/=http://127.0.0.1:${U}`, '--log-level', 'error'];
+      return [NODE, ...NODE_FLAGS, CLI, ...(TLS ? ['--tls-listen', `127.0.0.1:${P}`, '--tls-cert', CERT, '--tls-key', KEYFILE] : ['--listen', `127.0.0.1:${P}`]), '--route', `/=http://127.0.0.1:${U}`, '--log-level', 'error'];
     case 'node-naive':
-      return [NODE, ...NODE_FLAGS, join(ROOT, 'dist/bench/lib/naive-relay.js'), String(P), String(U)];
+      return [NODE, ...NODE_FLAGS, TLS ? join(dir, 'tls-relay.mjs') : join(ROOT, 'dist/bench/lib/naive-relay.js'), String(P), String(U)];
     case 'nginx':
       writeFileSync(
         join(dir, 'nginx.conf'),
@@ -83,7 +121,7 @@ function command() {
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
-  server { listen 127.0.0.1:${P};
+  server { listen 127.0.0.1:${P}${TLS ? ` ssl; ssl_certificate ${CERT}; ssl_certificate_key ${KEYFILE}; ssl_protocols TLSv1.2 TLSv1.3` : ''};
     location / { proxy_pass http://127.0.0.1:${U}; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade; proxy_set_header Host $host; proxy_read_timeout 3600s; } } }
 `,
@@ -92,7 +130,7 @@ http { access_log off; client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p;
     case 'haproxy':
       writeFileSync(
         join(dir, 'haproxy.cfg'),
-        `global\n  maxconn 4096\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\nfrontend in\n  bind 127.0.0.1:${P}\n  default_backend out\nbackend out\n  server s1 127.0.0.1:${U}\n`,
+        `global\n  maxconn 4096\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\nfrontend in\n  bind 127.0.0.1:${P}${TLS ? ` ssl crt ${COMBINED} alpn http/1.1` : ''}\n  default_backend out\nbackend out\n  server s1 127.0.0.1:${U}\n`,
       );
       return ['haproxy', '-db', '-f', join(dir, 'haproxy.cfg')];
     default:
@@ -103,7 +141,10 @@ http { access_log off; client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p;
 const cmd = command();
 const out = join(dir, 'callgrind.out');
 const env = { ...process.env, WSGATE_FAST_PATHS: peer === 'wsgate-off' ? 'off' : (process.env.WSGATE_FAST_PATHS ?? '') };
-const child = spawn('valgrind', ['--tool=callgrind', '--cache-sim=no', '--smc-check=all-non-file', '--separate-threads=yes', `--callgrind-out-file=${out}`, ...cmd], {
+const COUNT = process.env.COUNT ?? 'instructions';
+if (!['instructions', 'cpu', 'syscalls'].includes(COUNT)) throw new Error(`COUNT: instructions, cpu or syscalls, not ${COUNT}`);
+const wrapped = COUNT === 'instructions' ? ['valgrind', '--tool=callgrind', '--cache-sim=no', '--smc-check=all-non-file', '--separate-threads=yes', `--callgrind-out-file=${out}`, ...cmd] : cmd;
+const child = spawn(wrapped[0], wrapped.slice(1), {
   env,
   stdio: ['ignore', 'ignore', 'pipe'],
 });
@@ -114,21 +155,39 @@ const REQUEST = Buffer.from(`GET /ws HTTP/1.1\r\nHost: bench.test\r\nUpgrade: we
 
 function handshake() {
   return new Promise((resolve) => {
-    const s = net.connect(P, '127.0.0.1');
+    const s = TLS ? tls.connect({ port: P, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }) : net.connect(P, '127.0.0.1');
     let head = '';
     let done = false;
+    let echoing = false;
+    let got = 0;
     const finish = (ok) => {
       if (done) return;
       done = true;
-      s.end();
-      s.resume();
+      if (ECHO) {
+        s.end(CLOSE);
+        s.destroy();
+      } else {
+        s.end();
+        s.resume();
+      }
       resolve(ok);
     };
-    s.on('connect', () => s.write(REQUEST));
+    s.on(TLS ? 'secureConnect' : 'connect', () => s.write(REQUEST));
     s.on('data', (d) => {
       if (done) return;
+      if (echoing) {
+        got += d.length;
+        if (got >= ECHOED.length) finish(true);
+        return;
+      }
       head += d.toString('latin1');
-      if (head.includes('\r\n\r\n')) finish(head.startsWith('HTTP/1.1 101') && head.includes(ACCEPT));
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const ok = head.startsWith('HTTP/1.1 101') && head.includes(ACCEPT);
+      if (!ECHO || !ok) return finish(ok);
+      echoing = true;
+      got = head.length - end - 4;
+      s.write(FRAME);
     });
     s.on('error', () => finish(false));
     s.on('close', () => finish(false));
@@ -165,12 +224,54 @@ for (;;) {
 }
 
 const pid = String(child.pid);
+if (COUNT === 'cpu') {
+  execFileSync('taskset', ['-apc', '0', pid], { stdio: 'ignore' });
+  execFileSync('taskset', ['-pc', '1', String(process.pid)], { stdio: 'ignore' });
+}
+/** CPU ticks (user, system) of each of the proxy's threads. */
+const threadTicks = () =>
+  Object.fromEntries(
+    readdirSync(`/proc/${pid}/task`).map((t) => {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'latin1');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return [`${t} ${stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}`, [Number(fields[11]), Number(fields[12])]];
+    }),
+  );
 const warmFailed = await load(WARM);
 await new Promise((r) => setTimeout(r, 500));
-execFileSync('callgrind_control', ['-z', pid], { stdio: 'ignore' });
+let tracer = null;
+let ticksBefore = null;
+if (COUNT === 'instructions') execFileSync('callgrind_control', ['-z', pid], { stdio: 'ignore' });
+else if (COUNT === 'syscalls') {
+  tracer = spawn('strace', ['-c', '-f', '-o', out, '-p', pid], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 1500)); // attached to every thread
+} else ticksBefore = threadTicks();
 const failed = await load(N);
 await new Promise((r) => setTimeout(r, 500)); // the closes finish
-execFileSync('callgrind_control', ['-d', pid], { stdio: 'ignore' });
+let counted = {};
+if (COUNT === 'instructions') execFileSync('callgrind_control', ['-d', pid], { stdio: 'ignore' });
+else if (COUNT === 'syscalls') {
+  tracer.kill('SIGINT');
+  await once(tracer, 'exit');
+  // strace -c's table: calls per handshake of each system call
+  for (const line of readFileSync(out, 'latin1').split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length >= 5 && /^\d+$/.test(f[3]) && /^[a-z_0-9]+$/.test(f[f.length - 1]) && f[f.length - 1] !== 'total') counted[f[f.length - 1]] = Number((Number(f[3]) / N).toFixed(2));
+  }
+} else {
+  const tick = 1e6 / 100; // µs per clock tick (USER_HZ 100)
+  const after = threadTicks();
+  let user = 0;
+  let system = 0;
+  const perThread = {};
+  for (const [k, [u, sy]] of Object.entries(after)) {
+    const [u0, s0] = ticksBefore[k] ?? [0, 0];
+    user += u - u0;
+    system += sy - s0;
+    if (u - u0 + sy - s0 > 0) perThread[k] = Math.round(((u - u0 + sy - s0) * tick) / N);
+  }
+  counted = { cpuUsPerHandshake: Math.round(((user + system) * tick) / N), userUs: Math.round((user * tick) / N), systemUs: Math.round((system * tick) / N), perThread };
+}
 child.kill('SIGTERM');
 await once(child, 'exit');
 upstream.close();
@@ -187,5 +288,7 @@ for (const f of readdirSync(dir).filter((f) => /^callgrind\.out\.\d+(-\d+)?$/.te
   if (!f.includes('-') || f.endsWith('-01')) mainThread += Number(m[1]);
 }
 const node = peer.startsWith('wsgate') || peer === 'node-naive' ? execFileSync(NODE, ['--version']).toString().trim() : null;
-console.log(JSON.stringify({ peer, node, n: N, warm: WARM, concurrency: C, failed: failed + warmFailed, instructions, perHandshake: Math.round(instructions / N), mainThreadPerHandshake: Math.round(mainThread / N), dumps: dir }));
+const base = { peer, tls: TLS, echo: ECHO, node, n: N, warm: WARM, concurrency: C, failed: failed + warmFailed };
+if (COUNT === 'instructions') console.log(JSON.stringify({ ...base, instructions, perHandshake: Math.round(instructions / N), mainThreadPerHandshake: Math.round(mainThread / N), dumps: dir }));
+else console.log(JSON.stringify({ ...base, count: COUNT, ...counted }));
 

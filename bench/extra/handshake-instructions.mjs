@@ -20,6 +20,10 @@
 //   env COUNT: instructions (default: callgrind) | cpu (no valgrind: the proxy pinned to
 //     CPU 0 and this process to CPU 1, CPU µs per handshake from /proc, per thread too) |
 //     syscalls (no valgrind: `strace -c -f` attached for the counted handshakes)
+//   env HTTP=1: keep-alive HTTP requests instead of handshakes (C connections, each
+//     GET after GET; the upstream answers 200 with a 2-byte body on kept-alive
+//     connections; nginx and HAProxy reuse theirs as in the bench): N and WARM count
+//     requests, the figures are per request
 //   env ECHO=1: the bench's handshake scenario instead (bench/lib/ws-load.ts): after
 //     the 101 one 16 B frame each way, then a close frame with the FIN and the socket
 //     destroyed at once (an RST when the proxy's bytes are still coming)
@@ -49,6 +53,8 @@ const CLI = process.env.CLI ?? join(ROOT, 'dist/lib/cli.js');
 const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const TLS = process.env.TLS === '1';
 const ECHO = process.env.ECHO === '1';
+const HTTP = process.env.HTTP === '1';
+const HTTP_RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok');
 const FRAME = Buffer.from([0x82, 0x90, 1, 2, 3, 4, ...Buffer.alloc(16, 7)]); // masked 16 B binary frame
 const ECHOED = Buffer.from([0x82, 0x10, ...Buffer.alloc(16, 7)]); // the upstream's answer
 const CLOSE = Buffer.from([0x88, 0x80, 0, 0, 0, 0]);
@@ -83,6 +89,16 @@ const upstream = net.createServer((s) => {
   s.on('error', () => {});
   let head = '';
   s.on('data', (d) => {
+    if (HTTP) {
+      // one answer per request head (GETs: no bodies)
+      head += d.toString('latin1');
+      let end;
+      while ((end = head.indexOf('\r\n\r\n')) >= 0) {
+        head = head.slice(end + 4);
+        s.write(HTTP_RESPONSE);
+      }
+      return;
+    }
     if (head === null) {
       if (ECHO && d[0] === 0x82) s.write(ECHOED);
       return;
@@ -121,8 +137,9 @@ function command() {
 events { worker_connections 4096; }
 http { access_log off; client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p; fastcgi_temp_path ${dir}/f; uwsgi_temp_path ${dir}/u; scgi_temp_path ${dir}/s;
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
+  upstream kept { server 127.0.0.1:${U}; keepalive 64; }
   server { listen 127.0.0.1:${P}${TLS ? ` ssl; ssl_certificate ${CERT}; ssl_certificate_key ${KEYFILE}; ssl_protocols TLSv1.2 TLSv1.3` : ''};
-    location / { proxy_pass http://127.0.0.1:${U}; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
+    location / { proxy_pass http://${HTTP ? 'kept' : `127.0.0.1:${U}`}; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade; proxy_set_header Host $host; proxy_read_timeout 3600s; } } }
 `,
       );
@@ -130,7 +147,7 @@ http { access_log off; client_body_temp_path ${dir}/b; proxy_temp_path ${dir}/p;
     case 'haproxy':
       writeFileSync(
         join(dir, 'haproxy.cfg'),
-        `global\n  maxconn 4096\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\nfrontend in\n  bind 127.0.0.1:${P}${TLS ? ` ssl crt ${COMBINED} alpn http/1.1` : ''}\n  default_backend out\nbackend out\n  server s1 127.0.0.1:${U}\n`,
+        `global\n  maxconn 4096\n  nbthread 1\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n  timeout tunnel 1h\nfrontend in\n  bind 127.0.0.1:${P}${TLS ? ` ssl crt ${COMBINED} alpn http/1.1` : ''}\n  option http-keep-alive\n  default_backend out\nbackend out\n  http-reuse always\n  server s1 127.0.0.1:${U}\n`,
       );
       return ['haproxy', '-db', '-f', join(dir, 'haproxy.cfg')];
     default:
@@ -194,7 +211,59 @@ function handshake() {
   });
 }
 
+const GET = Buffer.from('GET /index.html HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: instructions\r\nAccept: */*\r\n\r\n');
+
+/**
+ * C kept-alive connections, n GETs in all, one at a time on each; a connection
+ * the proxy closes (its keep-alive request limit) is replaced. Resolves to the failures.
+ */
+async function requests(n) {
+  let next = 0;
+  let failed = 0;
+  const connection = () =>
+    new Promise((resolve) => {
+      const s = TLS ? tls.connect({ port: P, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }) : net.connect(P, '127.0.0.1');
+      let buffered = '';
+      let waiting = false;
+      const send = () => {
+        if (next >= n) {
+          s.end();
+          s.resume();
+          return;
+        }
+        next++;
+        waiting = true;
+        s.write(GET);
+      };
+      s.on(TLS ? 'secureConnect' : 'connect', send);
+      s.on('data', (d) => {
+        buffered += d.toString('latin1');
+        const end = buffered.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const length = Number(/content-length:\s*(\d+)/i.exec(buffered.slice(0, end))?.[1] ?? 0);
+        if (buffered.length < end + 4 + length) return;
+        if (!buffered.startsWith('HTTP/1.1 200')) failed++;
+        const last = /\r\nconnection:\s*close/i.test(buffered.slice(0, end)); // the proxy's keep-alive limit
+        buffered = buffered.slice(end + 4 + length);
+        waiting = false;
+        if (last) s.end();
+        else send();
+      });
+      s.on('error', () => {});
+      s.on('close', () => {
+        if (waiting) failed++;
+        resolve();
+      });
+    });
+  const worker = async () => {
+    while (next < n) await connection();
+  };
+  await Promise.all(Array.from({ length: C }, worker));
+  return failed;
+}
+
 async function load(n) {
+  if (HTTP) return requests(n);
   let next = 0;
   let failed = 0;
   const worker = async () => {
@@ -270,7 +339,7 @@ else if (COUNT === 'syscalls') {
     system += sy - s0;
     if (u - u0 + sy - s0 > 0) perThread[k] = Math.round(((u - u0 + sy - s0) * tick) / N);
   }
-  counted = { cpuUsPerHandshake: Math.round(((user + system) * tick) / N), userUs: Math.round((user * tick) / N), systemUs: Math.round((system * tick) / N), perThread };
+  counted = { [HTTP ? 'cpuUsPerRequest' : 'cpuUsPerHandshake']: Math.round(((user + system) * tick) / N), userUs: Math.round((user * tick) / N), systemUs: Math.round((system * tick) / N), perThread };
 }
 child.kill('SIGTERM');
 await once(child, 'exit');
@@ -289,6 +358,7 @@ for (const f of readdirSync(dir).filter((f) => /^callgrind\.out\.\d+(-\d+)?$/.te
 }
 const node = peer.startsWith('wsgate') || peer === 'node-naive' ? execFileSync(NODE, ['--version']).toString().trim() : null;
 const base = { peer, tls: TLS, echo: ECHO, node, n: N, warm: WARM, concurrency: C, failed: failed + warmFailed };
-if (COUNT === 'instructions') console.log(JSON.stringify({ ...base, instructions, perHandshake: Math.round(instructions / N), mainThreadPerHandshake: Math.round(mainThread / N), dumps: dir }));
+const per = HTTP ? 'Request' : 'Handshake';
+if (COUNT === 'instructions') console.log(JSON.stringify({ ...base, http: HTTP, instructions, [`per${per}`]: Math.round(instructions / N), [`mainThreadPer${per}`]: Math.round(mainThread / N), dumps: dir }));
 else console.log(JSON.stringify({ ...base, count: COUNT, ...counted }));
 

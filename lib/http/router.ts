@@ -40,19 +40,34 @@ export class Router {
     }
     this.#wildcards.sort((a, b) => b[0].length - a[0].length);
     this.#default = fallback ?? compileServer(config.servers[0]);
+    this.#lastServer = this.#default;
   }
 
   /** `host` is the Host header value (port allowed) or null; `path` is normalised. */
   match(host: string | null, path: string, query: string): RouteMatch | null {
     const compiled = this.#findServer(host);
-    const location = compiled.exact.get(path) ?? findPrefix(compiled.prefixes, path);
+    // (Map lookups intern the fresh key string first: skipped where there is nothing to find.)
+    const location = (compiled.exact.size > 0 ? compiled.exact.get(path) : undefined) ?? findPrefix(compiled.prefixes, path);
     if (location === undefined) return null;
     const upstreamPath = rewritePath(location, path);
     return { server: compiled.server, location, upstreamTarget: upstreamPath === null ? null : upstreamPath + query };
   }
 
   #findServer(host: string | null): CompiledServer {
-    if (host === null || host === '') return this.#default;
+    if (host === null || host === '' || (this.#byName.size === 0 && this.#wildcards.length === 0)) return this.#default;
+    // Keep-alive connections send one Host over and over: the last answer, by string equality (no interning).
+    if (host === this.#lastHost) return this.#lastServer;
+    const server = this.#lookUp(host);
+    this.#lastHost = host;
+    this.#lastServer = server;
+    return server;
+  }
+
+  /** The Host the last lookup was for (null: none yet), and its server. */
+  #lastHost: string | null = null;
+  #lastServer: CompiledServer;
+
+  #lookUp(host: string): CompiledServer {
     const name = hostName(host);
     const exact = this.#byName.get(name);
     if (exact !== undefined) return exact;

@@ -51,3 +51,22 @@ t.test('hostName strips port, trailing dot and case; keeps IPv6 brackets', async
   t.equal(hostName('[::1]:8080'), '[::1]');
   t.equal(hostName('example.com.'), 'example.com');
 });
+
+t.test('the last Host remembered does not leak into the next lookup', async (t) => {
+  // The router keeps its last Host's server (keep-alive connections repeat it):
+  // alternating hosts, repeated ones and one server-less router must still route each by its own Host.
+  const sequence: Array<[string | null, string, string | null]> = [
+    ['a.test', '/x', '1 /x'],
+    ['a.test', '/x', '1 /x'],
+    ['q.b.test', '/x', '3 /x'],
+    ['a.test', '/ws/y', '2 /y'],
+    ['unknown', '/static/z', '6 /static/z'],
+    ['unknown', '/x', null],
+    [null, '/static/z', '6 /static/z'],
+    ['A.TEST', '/x', '1 /x'],
+    ['q.b.test', '/x', '3 /x'],
+  ];
+  for (const [host, path, expected] of sequence) t.equal(route(host, path), expected, `${host} ${path}`);
+  const unnamed = new Router(resolveConfig({ servers: [{ locations: [{ path: '/', upstream: 'http://127.0.0.1:7' }] }] }));
+  t.equal(unnamed.match('any.test', '/p', '')?.location.upstream.port, 7, 'a router without server names: the default server');
+});

@@ -7,8 +7,11 @@
 // with --snapshot, the heap objects per tunnel by constructor. With --message
 // BYTES each tunnel first carries that many bytes up and back (the upstream
 // echoes them), so the figures are those of tunnels idle after a message of
-// that size rather than right after the handshake.
-// usage: node dist/bench/tunnel-memory.js [--tunnels N] [--message BYTES] [--node PATH] [--snapshot] [--node-flags "..."]
+// that size rather than right after the handshake. With --relay the child is not
+// wsgate but a blind relay, for comparison: `sockets` keeps two net.Sockets piped
+// (the bare relay), `handles` keeps only the two TCP handles (lib/handle-relay.ts,
+// an experiment below Node's public API).
+// usage: node dist/bench/tunnel-memory.js [--tunnels N] [--message BYTES] [--node PATH] [--snapshot] [--node-flags "..."] [--relay wsgate|sockets|handles]
 
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -52,10 +55,30 @@ function objectsByConstructor(file: string): Map<string, { count: number; bytes:
   return out;
 }
 
-async function gatewayChild(): Promise<void> {
+/** The process under measurement: wsgate, or a relay to compare it with; resolves to its port. */
+async function startRelay(kind: string, upstreamPort: number): Promise<number> {
+  if (kind === 'handles') {
+    const server = await (await import('./lib/handle-relay.js')).startHandleRelay(0, upstreamPort);
+    return (server.address() as net.AddressInfo).port;
+  }
+  if (kind === 'sockets') {
+    const server = net.createServer((client) => {
+      const upstream = net.connect(upstreamPort, '127.0.0.1');
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+      client.pipe(upstream).pipe(client);
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return (server.address() as net.AddressInfo).port;
+  }
   const { createGateway } = await import('../lib/index.js');
-  const gw = createGateway({ routes: { '/': `http://127.0.0.1:${process.argv[3]}` }, checkWebSocketAccept: false });
-  const address = await gw.listen(0, '127.0.0.1');
+  const gw = createGateway({ routes: { '/': `http://127.0.0.1:${upstreamPort}` }, checkWebSocketAccept: false });
+  return (await gw.listen(0, '127.0.0.1')).port;
+}
+
+async function gatewayChild(): Promise<void> {
+  const address = { port: await startRelay(process.argv[4] ?? 'wsgate', Number(process.argv[3])) };
   let snapshotBefore: string | null = null;
   process.on('message', (message: string) => {
     globalThis.gc?.();
@@ -78,6 +101,7 @@ async function main(): Promise<void> {
   const snapshot = args.includes('--snapshot');
   const nodeFlags = option('--node-flags', '').split(' ').filter(Boolean);
   const message = Buffer.alloc(Number(option('--message', '0')), 'm');
+  const relay = option('--relay', 'wsgate');
 
   const upstream = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
@@ -88,7 +112,7 @@ async function main(): Promise<void> {
   });
   upstream.listen(0, '127.0.0.1');
   await once(upstream, 'listening');
-  const child = fork(fileURLToPath(import.meta.url), ['child', String((upstream.address() as net.AddressInfo).port)], {
+  const child = fork(fileURLToPath(import.meta.url), ['child', String((upstream.address() as net.AddressInfo).port), relay], {
     execPath: nodeBinary,
     execArgv: ['--expose-gc', ...nodeFlags],
   });
@@ -131,7 +155,7 @@ async function main(): Promise<void> {
   const perTunnelKB = (key: string) => ((after[key] - before[key]) / tunnels / 1024).toFixed(2);
   const version = (await import('node:child_process')).execFileSync(nodeBinary, ['--version']).toString().trim();
   const idleAfter = message.length > 0 ? `, idle after one ${message.length} B message each way` : '';
-  console.log(`${tunnels} idle tunnels through wsgate on Node ${version}${nodeFlags.length ? ` (${nodeFlags.join(' ')})` : ''}${idleAfter}: growth per tunnel, KB`);
+  console.log(`${tunnels} idle tunnels through ${relay === 'wsgate' ? 'wsgate' : `the ${relay} relay`} on Node ${version}${nodeFlags.length ? ` (${nodeFlags.join(' ')})` : ''}${idleAfter}: growth per tunnel, KB`);
   console.log('| rss | heap used | new space | old space | external (read buffers) |');
   console.log('| ---: | ---: | ---: | ---: | ---: |');
   console.log(`| ${perTunnelKB('rss')} | ${perTunnelKB('heapUsed')} | ${perTunnelKB('new_space')} | ${perTunnelKB('old_space')} | ${perTunnelKB('external')} |`);

@@ -71,6 +71,17 @@ function describe(err: unknown): string {
 
 const PROBE_TIMEOUT_MS = 3000;
 
+/**
+ * How long each path's probe may take: 3 s, or `WSGATE_PROBE_TIMEOUT_MS` (a
+ * positive integer; anything else is ignored). Only a process slowed far below
+ * native speed needs more: under valgrind a probe takes longer than 3 s, and the
+ * paths it would have found working were measured off (bench/RESULTS.md).
+ */
+export function probeTimeoutMs(): number {
+  const value = (process.env.WSGATE_PROBE_TIMEOUT_MS ?? '').trim();
+  return /^[1-9]\d{0,8}$/.test(value) ? Number(value) : PROBE_TIMEOUT_MS;
+}
+
 interface Pair {
   readonly server: net.Server;
   /** The accepted side (paused, never read from by Node: pauseOnConnect). */
@@ -122,8 +133,9 @@ async function runProbe(): Promise<ProbeResult> {
 
 function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
+  const ms = probeTimeoutMs();
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
     timer.unref();
   });
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));

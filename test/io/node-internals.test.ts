@@ -146,6 +146,28 @@ t.test('a Node whose handle writes misbehave: the probe turns them off instead o
   t.match(run.stderr, /handle writes off, pooled reads on, turn writes off \(handleWrites: [^;]+; turnWrites: needs handle writes\)/);
 });
 
+t.test('a slow start (valgrind): each probe waits WSGATE_PROBE_TIMEOUT_MS, 3 s by default', async (t) => {
+  // Every socket's 'connect' event comes 400 ms late: a probe given 100 ms gives up, one given 20 s does not.
+  const preload = preloadScript('slow-connect.cjs', [
+    "const net = require('node:net');",
+    'const emit = net.Socket.prototype.emit;',
+    "net.Socket.prototype.emit = function (name, ...args) { if (name !== 'connect') return emit.call(this, name, ...args); setTimeout(() => emit.call(this, name, ...args), 400); return true; };",
+  ]);
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const serve = async (port: number) => {
+    const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
+    if (!res.text.endsWith('page')) throw new Error(`bad answer ${res.text}`);
+  };
+  const args = ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`];
+  const short = await runCli(t, args, { ...PROBE_RUNS, WSGATE_PROBE_TIMEOUT_MS: '100' }, ['--require', preload], serve);
+  t.equal(short.code, 0);
+  t.match(short.stderr, /handle writes off, .*handleWrites: handle writes: no answer within 100 ms/);
+  const long = await runCli(t, args, { ...PROBE_RUNS, WSGATE_PROBE_TIMEOUT_MS: '20000' }, ['--require', preload], serve);
+  t.equal(long.code, 0);
+  t.match(long.stderr, new RegExp(`fast paths on Node [^:]+: handle writes ${expectedFastPaths().handleWrites}, `));
+  t.notMatch(long.stderr, /no answer within/);
+});
+
 t.test('a Node without a usable HTTP parser: the CLI exits 1 with one line naming the Node version', async (t) => {
   const preload = preloadScript('no-parser.cjs', [
     "const Module = require('node:module');",

@@ -9,7 +9,7 @@
 // echoes them), so the figures are those of tunnels idle after a message of
 // that size rather than right after the handshake. With --relay the child is not
 // wsgate but a blind relay, for comparison: `sockets` keeps two net.Sockets piped
-// (the bare relay), `handles` keeps only the two TCP handles (lib/handle-relay.ts,
+// (the bare relay, lib/naive-relay.ts), `handles` keeps only the two TCP handles (lib/handle-relay.ts,
 // an experiment below Node's public API).
 // usage: node dist/bench/tunnel-memory.js [--tunnels N] [--message BYTES] [--node PATH] [--snapshot] [--node-flags "..."] [--relay wsgate|sockets|handles]
 
@@ -57,19 +57,11 @@ function objectsByConstructor(file: string): Map<string, { count: number; bytes:
 
 /** The process under measurement: wsgate, or a relay to compare it with; resolves to its port. */
 async function startRelay(kind: string, upstreamPort: number): Promise<number> {
-  if (kind === 'handles') {
-    const server = await (await import('./lib/handle-relay.js')).startHandleRelay(0, upstreamPort);
-    return (server.address() as net.AddressInfo).port;
-  }
-  if (kind === 'sockets') {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(upstreamPort, '127.0.0.1');
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
-      client.pipe(upstream).pipe(client);
-    });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+  if (kind === 'handles' || kind === 'sockets') {
+    const server =
+      kind === 'handles'
+        ? await (await import('./lib/handle-relay.js')).startHandleRelay(0, upstreamPort)
+        : await (await import('./lib/naive-relay.js')).startNaiveRelay(0, upstreamPort);
     return (server.address() as net.AddressInfo).port;
   }
   const { createGateway } = await import('../lib/index.js');

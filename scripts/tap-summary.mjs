@@ -4,6 +4,10 @@
 // of a test file (the first level of subtests); a file that fails without a
 // failing subtest (a crash, a timeout) counts as one failure.
 //
+// Under each FAILED line it prints the failing assertions inside that test
+// with tap's diagnostics (found, wanted, message, at), so a CI log alone says
+// what went wrong.
+//
 // usage: node scripts/tap-summary.mjs LOG [LOG...]
 import { readFileSync } from 'node:fs';
 
@@ -16,7 +20,9 @@ for (const file of process.argv.slice(2)) {
   const lines = readFileSync(file, 'utf8').split('\n');
   let fileFailures = 0;
   let fileName = '';
-  for (const line of lines) {
+  let since = 0; // where the current first-level subtest's lines begin
+  lines.forEach((line, at) => {
+    if (/^ {4}# Subtest: /.test(line)) since = at;
     // a file's own subtests are indented by exactly four spaces
     const sub = /^ {4}(not ok|ok) \d+ - (.*?)(?: # (SKIP|TODO)\b.*| # time=.*)?$/.exec(line);
     if (sub) {
@@ -25,9 +31,9 @@ for (const file of process.argv.slice(2)) {
       else {
         failed++;
         fileFailures++;
-        failures.push(`${file}: ${sub[2]}`);
+        failures.push(`${file}: ${sub[2]}\n${details(lines.slice(since, at))}`);
       }
-      continue;
+      return;
     }
     const top = /^(not ok|ok) \d+ - (\S+)/.exec(line);
     if (top) {
@@ -38,7 +44,22 @@ for (const file of process.argv.slice(2)) {
       }
       fileFailures = 0;
     }
+  });
+}
+
+/** The failing assertions among a subtest's lines, each with its YAML block, at most 60 lines. */
+function details(lines) {
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^\s+not ok \d+ - /.test(lines[i])) continue;
+    out.push(lines[i]);
+    if (/^\s+---$/.test(lines[i + 1] ?? '')) {
+      for (i++; i < lines.length && !/^\s+\.\.\.$/.test(lines[i]); i++) out.push(lines[i]);
+    }
   }
+  const shown = out.slice(0, 60).map((l) => `    ${l.trim().length > 300 ? `${l.trim().slice(0, 300)}...` : l.trimEnd()}`);
+  if (out.length > 60) shown.push(`    (${out.length - 60} more lines)`);
+  return shown.join('\n');
 }
 
 for (const f of failures) console.log(`FAILED ${f}`);

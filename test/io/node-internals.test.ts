@@ -60,11 +60,13 @@ interface Run {
 /** Starts the CLI (helpers/faults.ts) with `env` and Node flags, runs `work(port)` once it listens, then stops it with SIGTERM. */
 async function runCli(t: Teardown, args: string[], env: NodeJS.ProcessEnv, nodeFlags: string[], work: (port: number) => Promise<void>): Promise<Run> {
   const c = spawnCli(t, args, { env, nodeFlags });
-  const deadline = Date.now() + 10_000;
+  // Generous: a CI machine running two test files beside this one starts the CLI (and its probes) several times slower.
+  const deadline = Date.now() + 30_000;
   while (!/listening on/.test(c.stdout()) && c.child.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   const port = Number(/listening on http:\/\/[^:]+:(\d+)/.exec(c.stdout())?.[1] ?? 0);
   try {
     if (port > 0) await work(port);
+    else if (c.child.exitCode === null) throw new Error(`the CLI did not listen within 30 s; stderr: ${c.stderr()}`);
   } finally {
     if (c.child.exitCode === null) c.child.kill('SIGTERM');
   }
@@ -160,10 +162,10 @@ t.test('a slow start (valgrind): each probe waits WSGATE_PROBE_TIMEOUT_MS, 3 s b
   };
   const args = ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`];
   const short = await runCli(t, args, { ...PROBE_RUNS, WSGATE_PROBE_TIMEOUT_MS: '100' }, ['--require', preload], serve);
-  t.equal(short.code, 0);
+  t.equal(short.code, 0, `exit code; stderr: ${short.stderr}`);
   t.match(short.stderr, /handle writes off, .*handleWrites: handle writes: no answer within 100 ms/);
   const long = await runCli(t, args, { ...PROBE_RUNS, WSGATE_PROBE_TIMEOUT_MS: '20000' }, ['--require', preload], serve);
-  t.equal(long.code, 0);
+  t.equal(long.code, 0, `exit code; stderr: ${long.stderr}`);
   t.match(long.stderr, new RegExp(`fast paths on Node [^:]+: handle writes ${expectedWriteContract(process.versions.node)}, `));
   t.notMatch(long.stderr, /no answer within/);
 });

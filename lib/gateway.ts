@@ -41,6 +41,8 @@ export interface GatewayStats {
   readonly connections: number;
   /** Open WebSocket tunnels. */
   readonly tunnels: number;
+  /** Open tunnels that keep only their two TCP handles, their sockets let go (fast path `handleTunnels`: a third of the memory). */
+  readonly tunnelsOnHandles: number;
   readonly totalConnections: number;
   readonly totalTunnels: number;
   /** Tunnel payload bytes client -> upstream, closed and open tunnels. */
@@ -206,11 +208,11 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     try {
       if (proxied !== null) {
         // Already reading (its header was read): no pooled reads for it.
-        this.#adopt(socket, proxied.addresses)?.start(proxied.initial);
+        this.#adopt(socket, proxied.addresses, true)?.start(proxied.initial);
         return;
       }
       // A TLS socket reads through its TLSWrap: no pooled reads for it either.
-      this.handleSocket((socket as { encrypted?: boolean }).encrypted ? socket : withPooledReads(socket, TurnWriteSocket));
+      this.#adopt((socket as { encrypted?: boolean }).encrypted ? socket : withPooledReads(socket, TurnWriteSocket), null, true)?.start();
     } catch (err) {
       this.#internalErrors++;
       this.#log('error', `cannot set up a connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL' });
@@ -246,14 +248,19 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     }
   }
 
-  /** Wraps an accepted socket in a Connection; null (socket destroyed) while closing or if that fails. */
-  #adopt(socket: net.Socket, proxied: ProxiedAddresses | null = null): Connection | null {
+  /**
+   * Wraps an accepted socket in a Connection; null (socket destroyed) while
+   * closing or if that fails. `own`: accepted on our own listener (a socket
+   * handed in through the API may have other holders: its tunnel keeps it).
+   */
+  #adopt(socket: net.Socket, proxied: ProxiedAddresses | null = null, own = false): Connection | null {
     let conn: Connection | null = null;
+    initSocketFields(socket, own);
     // maxConnections, the descriptor limit, per-client limits (limits/gatekeeper.ts).
     if (!this.#closing && !this.#gate.admit(socket, proxied?.sourceAddress ?? socket.remoteAddress ?? '')) return null;
     if (!this.#closing) {
       try {
-        conn = new Connection(this, initSocketFields(socket), this.#config, this.#router, proxied);
+        conn = new Connection(this, socket, this.#config, this.#router, proxied);
       } catch (err) {
         this.#internalErrors++;
         this.#log('error', `cannot set up a connection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`, { code: 'WSG_ERR_INTERNAL' });
@@ -324,6 +331,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     return {
       connections: this.#connections.size + this.#tunnels.size,
       tunnels: this.#tunnels.size,
+      tunnelsOnHandles: bytes.onHandles,
       totalConnections: this.#totalConnections,
       totalTunnels: this.#tunnels.total,
       bytesToUpstream: bytes.toUpstream,

@@ -54,15 +54,17 @@ export class TunnelBook implements TunnelRegistry {
     return this.#open.size;
   }
 
-  /** Payload bytes both ways, closed and open tunnels. */
-  bytes(): { toUpstream: number; toDownstream: number } {
+  /** Payload bytes both ways, closed and open tunnels, and how many open ones keep only their handles. */
+  bytes(): { toUpstream: number; toDownstream: number; onHandles: number } {
     let toUpstream = this.#closedBytesToUpstream;
     let toDownstream = this.#closedBytesToDownstream;
+    let onHandles = 0;
     for (const tunnel of this.#open.keys()) {
       toUpstream += tunnel.bytesToUpstream;
       toDownstream += tunnel.bytesToDownstream;
+      if (tunnel.onHandles) onHandles++;
     }
-    return { toUpstream, toDownstream };
+    return { toUpstream, toDownstream, onHandles };
   }
 
   /** Destroys every open tunnel (the end of a drain). */

@@ -24,6 +24,11 @@
 //   `onread` (net.Server has no such option), for pooled read buffers.
 // - Hooks in a net.Socket's Writable implementation (`_write`, `_writev`,
 //   `_final`, `_destroy`) for writes held back to the end of the turn.
+// - A tunnel's two TCP handles taken from their sockets, which are then let
+//   go (tunnel/handle-side.ts): reads through the handle's `onread` with the
+//   byte count from Node's `streamBaseState` (`process.binding('stream_wrap')`),
+//   FIN by a `ShutdownWrap`, abortive close by `reset`, close by `close`.
+//   An idle tunnel then costs its two handles, not two net.Sockets.
 //
 // Each fast path is chosen by `probeFastPaths()` (probe.ts) at gateway start: it runs the
 // path once on a loopback socket pair (a write taken at once, a write left
@@ -46,9 +51,11 @@ export interface FastPaths {
   readonly pooledReads: boolean;
   /** Writes held back to the end of the event-loop turn (needs handle writes). */
   readonly turnWrites: boolean;
+  /** Tunnels that keep only their two TCP handles once running (needs handle writes). */
+  readonly handleTunnels: boolean;
 }
 
-export const FAST_PATHS_OFF: FastPaths = Object.freeze({ handleWrites: 'off', pooledReads: false, turnWrites: false });
+export const FAST_PATHS_OFF: FastPaths = Object.freeze({ handleWrites: 'off', pooledReads: false, turnWrites: false, handleTunnels: false });
 
 let current: FastPaths = FAST_PATHS_OFF;
 /** Why each path is off, after the probe: for the start-up log line and stats(). */
@@ -74,11 +81,12 @@ const PATH_NAMES: Readonly<Record<string, keyof FastPaths>> = {
   'handle-writes': 'handleWrites',
   'pooled-reads': 'pooledReads',
   'turn-writes': 'turnWrites',
+  'handle-tunnels': 'handleTunnels',
 };
 
 /**
  * The paths `WSGATE_FAST_PATHS` turns off one by one: a comma-separated list
- * of `no-handle-writes`, `no-pooled-reads`, `no-turn-writes` (for an A/B of one
+ * of `no-handle-writes`, `no-pooled-reads`, `no-turn-writes`, `no-handle-tunnels` (for an A/B of one
  * path, or to step around one that misbehaves on some Node). Other words are
  * ignored.
  */
@@ -137,24 +145,30 @@ interface LoadedParser {
 
 const parserLoad: LoadedParser | Error = loadParser();
 
+/**
+ * Runs `work` with Node's warnings that mention one of `words` dropped: only
+ * those, only during this call; nothing is hidden globally.
+ */
+function quietly<T>(words: readonly string[], work: () => T): T {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = function filtered(this: unknown, warning: unknown, ...rest: unknown[]): void {
+    const text = `${typeof warning === 'string' ? warning : (warning as Error)?.message} ${JSON.stringify(rest)}`;
+    if (words.some((word) => text.includes(word))) return;
+    (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
+  } as typeof process.emitWarning;
+  try {
+    return work();
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}
+
 function loadParser(): LoadedParser | Error {
   try {
     const require = createRequire(import.meta.url);
     // `_http_common` is documentation-deprecated (DEP0199); should a Node make
     // that a runtime warning, this one require must not print it to users.
-    // Only that warning, only during this call: nothing is hidden globally.
-    const emitWarning = process.emitWarning;
-    let common: { HTTPParser?: unknown; methods?: unknown };
-    process.emitWarning = function filtered(this: unknown, warning: unknown, ...rest: unknown[]): void {
-      const text = `${typeof warning === 'string' ? warning : (warning as Error)?.message} ${JSON.stringify(rest)}`;
-      if (text.includes('DEP0199') || text.includes('_http_common')) return;
-      (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest);
-    } as typeof process.emitWarning;
-    try {
-      common = require('_http_common') as typeof common;
-    } finally {
-      process.emitWarning = emitWarning;
-    }
+    const common = quietly(['DEP0199', '_http_common'], () => require('_http_common') as { HTTPParser?: unknown; methods?: unknown });
     const Parser = common.HTTPParser as NativeParserClass | undefined;
     const methods = common.methods as string[] | undefined;
     if (typeof Parser !== 'function') return new Error("_http_common has no HTTPParser");
@@ -375,6 +389,179 @@ export function socketClassWithWriteHook(before: (socket: net.Socket) => void): 
   return HookedSocket;
 }
 
+// --- tunnels on handles --------------------------------------------------------------
+
+/** A TCP handle taken from its socket for a tunnel (tunnel/handle-side.ts drives it through the functions below). */
+export interface TunnelHandle extends StreamHandle {
+  onread: ((this: TunnelHandle, arrayBuffer: ArrayBuffer | undefined) => Uint8Array | undefined) | null;
+  readStart(): number;
+  readStop(): number;
+  shutdown(req: object): number;
+  close(callback?: () => void): void;
+  reset?(callback: () => void): number;
+}
+
+interface StreamWrapBinding {
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
+  ShutdownWrap: new () => ShutdownRequest;
+}
+
+interface ShutdownRequest {
+  oncomplete: ((this: ShutdownRequest, status: number) => void) | null;
+  handle: unknown;
+  callback: () => void;
+  owner: unknown;
+  done: ((owner: unknown, status: number) => void) | null;
+}
+
+/** libuv's end-of-stream read result (UV_EOF), the same on every platform; the probe sees it arrive. */
+export const READ_EOF = -4095;
+
+let streamWrap: StreamWrapBinding | Error | null = null;
+
+function loadStreamWrap(): StreamWrapBinding | Error {
+  try {
+    // process.binding is deprecated (DEP0111: a warning under --pending-deprecation); this one call must not print it.
+    const binding = quietly(['DEP0111', 'process.binding'], () =>
+      (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap'),
+    );
+    if (!(binding.streamBaseState instanceof Int32Array)) return new Error("stream_wrap has no streamBaseState");
+    if (!Number.isInteger(binding.kReadBytesOrError) || !Number.isInteger(binding.kArrayBufferOffset)) return new Error('stream_wrap has no read result slots');
+    if (typeof binding.ShutdownWrap !== 'function') return new Error('stream_wrap has no ShutdownWrap');
+    return binding as StreamWrapBinding;
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  }
+}
+
+/** Null when tunnels can drive handles on this Node (read results and shutdown requests are reachable); else why not. */
+export function tunnelHandlesUnavailable(): string | null {
+  streamWrap ??= loadStreamWrap();
+  return streamWrap instanceof Error ? streamWrap.message : null;
+}
+
+/** The byte count (> 0), 0, or negative errno (READ_EOF at FIN) of the read an `onread` is called for. */
+export function readResult(): number {
+  const binding = streamWrap as StreamWrapBinding;
+  return binding.streamBaseState[binding.kReadBytesOrError];
+}
+
+/** Where in the `arrayBuffer` handed to `onread` the read's bytes start (reads into buffers Node allocates). */
+export function readOffset(): number {
+  const binding = streamWrap as StreamWrapBinding;
+  return binding.streamBaseState[binding.kArrayBufferOffset];
+}
+
+type TakeableSocket = HandleSocket & { _readableState?: { ended?: boolean; length?: number } };
+
+/**
+ * The socket's handle when a tunnel may take it now: a plain TCP socket,
+ * open, connected, whose reads Node has handed out entirely (no FIN read and
+ * not yet emitted) and whose writes are all in the kernel. Null otherwise,
+ * and whenever handle tunnels are off.
+ */
+export function takeableHandle(socket: net.Socket): TunnelHandle | null {
+  if (!current.handleTunnels || (socket as { encrypted?: boolean }).encrypted === true) return null;
+  const internal = socket as TakeableSocket;
+  const handle = internal._handle as (TunnelHandle & Record<symbol, unknown>) | null | undefined;
+  if (handle == null || socket.destroyed || socket.connecting || socket.writableEnded || socket.writableLength !== 0) return null;
+  const state = internal._readableState;
+  if (state === undefined || state.ended !== false || state.length !== 0) return null;
+  if (handle.writeQueueSize !== 0 || typeof handle.readStart !== 'function' || typeof handle.readStop !== 'function') return null;
+  if (typeof handle.shutdown !== 'function' || typeof handle.close !== 'function') return null;
+  return ownerSymbolOf(handle, socket) === undefined ? null : handle;
+}
+
+/** The symbol under which Node keeps the handle's socket (`owner_symbol`), if it holds `socket` there. */
+function ownerSymbolOf(handle: object, socket: net.Socket): symbol | undefined {
+  for (const symbol of Object.getOwnPropertySymbols(handle)) {
+    if (symbol.description === 'owner_symbol') return (handle as Record<symbol, unknown>)[symbol] === socket ? symbol : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Takes the handle `takeableHandle` returned from its socket: the handle no
+ * longer knows the socket, the socket has no handle, loses every listener
+ * and is destroyed (which closes nothing: it has no handle), so the GC takes
+ * it. From here the caller owns the handle, not reading: start its reads, close it.
+ */
+export function takeHandle(socket: net.Socket, handle: TunnelHandle): void {
+  const owner = ownerSymbolOf(handle, socket);
+  if (owner !== undefined) (handle as unknown as Record<symbol, unknown>)[owner] = null;
+  handle.readStop(); // reads wait in the kernel until startReading
+  (socket as HandleSocket)._handle = null;
+  socket.removeAllListeners();
+  socket.on('error', () => {});
+  socket.destroy();
+}
+
+/** Reads of a taken handle go to `onread` (it returns the next buffer, when reads go into buffers handed out); true when reading started. */
+export function startReading(handle: TunnelHandle, onread: NonNullable<TunnelHandle['onread']>): boolean {
+  handle.onread = onread;
+  return handle.readStart() === 0;
+}
+
+export function resumeReading(handle: TunnelHandle): void {
+  handle.readStart();
+}
+
+export function pauseReading(handle: TunnelHandle): void {
+  handle.readStop();
+}
+
+/** Bytes libuv holds for the handle, not yet in the kernel. */
+export function queuedBytes(handle: TunnelHandle): number {
+  return handle.writeQueueSize;
+}
+
+function shutdownOnComplete(this: ShutdownRequest, status: number): void {
+  const done = this.done!;
+  const owner = this.owner;
+  this.done = null;
+  this.owner = null;
+  this.oncomplete = null;
+  done(owner, status);
+}
+
+/**
+ * Sends FIN once the writes queued on the handle are out (uv_shutdown):
+ * 0 and `done(owner, status)` later, or a number now: 1 when it finished at
+ * once, else a negative errno.
+ */
+export function shutdownHandle<T>(handle: TunnelHandle, owner: T, done: (owner: T, status: number) => void): number {
+  try {
+    const req = new (streamWrap as StreamWrapBinding).ShutdownWrap();
+    req.oncomplete = shutdownOnComplete;
+    req.handle = handle;
+    req.callback = () => {};
+    req.owner = owner;
+    req.done = done as (owner: unknown, status: number) => void;
+    return handle.shutdown(req);
+  } catch {
+    return -1; // EPERM: the caller closes the handle instead
+  }
+}
+
+/** Closes the handle; `done(owner)` once libuv has. */
+export function closeHandle<T>(handle: TunnelHandle, owner: T, done: (owner: T) => void): void {
+  handle.readStop();
+  handle.close(() => done(owner));
+}
+
+/** Closes the handle with a reset (RST, as a socket's `resetAndDestroy`), or plainly where that fails; `done(owner)` once closed. */
+export function resetHandle<T>(handle: TunnelHandle, owner: T, done: (owner: T) => void): void {
+  handle.readStop();
+  try {
+    if (typeof handle.reset === 'function' && handle.reset(() => done(owner)) === 0) return;
+  } catch {
+    // a Node without reset(): close plainly
+  }
+  handle.close(() => done(owner));
+}
+
 // --- for the start-up probe (probe.ts) -------------------------------------------
 
 /** Puts the probe's choice in effect, with why each path that is off is off. */
@@ -445,10 +632,10 @@ export function watchWriteContract(handle: StreamHandle, write: () => void): Wri
   throw new Error(seenReq === undefined ? 'socket.write did not reach the handle' : `unexpected write request ${typeof seenReq}`);
 }
 
-/** Runs `work` with handle writes following `contract`, then puts back what was in effect. */
-export async function withWriteContract(contract: WriteContract, work: () => Promise<void>): Promise<void> {
+/** Runs `work` with `paths` in effect (the probe tries a path before turning it on), then puts back what was in effect. */
+export async function withFastPaths(paths: Partial<FastPaths>, work: () => Promise<void>): Promise<void> {
   const previous = current;
-  current = { ...current, handleWrites: contract };
+  current = { ...current, ...paths };
   try {
     await work();
   } finally {

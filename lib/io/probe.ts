@@ -21,14 +21,26 @@ import {
   probeHandle,
   rewrapHandle,
   socketClassWithWriteHook,
+  pauseReading,
+  READ_EOF,
+  readOffset,
+  readResult,
+  resetHandle,
+  closeHandle,
+  shutdownHandle,
+  startReading,
+  takeHandle,
+  takeableHandle,
+  tunnelHandlesUnavailable,
   watchWriteContract,
-  withWriteContract,
+  withFastPaths,
   writeHooksExist,
   writeToHandle,
   type FastPaths,
   type OnRead,
   type PendingWrite,
   type StreamHandle,
+  type TunnelHandle,
   type WriteContract,
 } from './node-internals.js';
 
@@ -62,7 +74,7 @@ export function probeFastPaths(): Promise<ProbeResult> {
 export function describeFastPaths(): string {
   const p = fastPaths();
   const off = Object.entries(fastPathReasons()).map(([k, v]) => `${k}: ${v}`);
-  return `fast paths on Node ${process.version}: handle writes ${p.handleWrites}, pooled reads ${p.pooledReads ? 'on' : 'off'}, turn writes ${p.turnWrites ? 'on' : 'off'}${off.length > 0 ? ` (${off.join('; ')})` : ''}`;
+  return `fast paths on Node ${process.version}: handle writes ${p.handleWrites}, pooled reads ${p.pooledReads ? 'on' : 'off'}, turn writes ${p.turnWrites ? 'on' : 'off'}, handle tunnels ${p.handleTunnels ? 'on' : 'off'}${off.length > 0 ? ` (${off.join('; ')})` : ''}`;
 }
 
 function describe(err: unknown): string {
@@ -128,7 +140,22 @@ async function runProbe(): Promise<ProbeResult> {
       }
     }
   }
-  return { paths: Object.freeze({ handleWrites, pooledReads, turnWrites }), reasons: found };
+  let handleTunnels = false;
+  if (asked('handleTunnels')) {
+    if (handleWrites === 'off') {
+      found.handleTunnels = 'needs handle writes';
+    } else {
+      try {
+        handleTunnels = await withTimeout(
+          withFastPaths({ handleWrites, handleTunnels: true }, probeHandleTunnels).then(() => true),
+          'handle tunnels',
+        );
+      } catch (err) {
+        found.handleTunnels = describe(err);
+      }
+    }
+  }
+  return { paths: Object.freeze({ handleWrites, pooledReads, turnWrites, handleTunnels }), reasons: found };
 }
 
 function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
@@ -232,7 +259,7 @@ async function probeHandleWrites(): Promise<WriteContract> {
     if (!(await watched).equals(Buffer.from('probe'))) throw new Error('a watched write arrived altered');
 
     // 2. The contract, exercised: every path of writeToHandle under it.
-    await withWriteContract(contract, () => exerciseWrites(pair, handle));
+    await withFastPaths({ handleWrites: contract }, () => exerciseWrites(pair, handle));
     return contract;
   } finally {
     closePair(pair);
@@ -375,4 +402,116 @@ async function probeWriteHooks(): Promise<boolean> {
   } finally {
     closePair(open);
   }
+}
+
+/**
+ * A tunnel's handles, as tunnel/handle-side.ts drives them: taken from a
+ * socket that reads into buffers handed out (as wsgate's do) and from one
+ * whose reads Node allocates, then reads (with their byte count and offset),
+ * a write, a FIN each way (READ_EOF arrives), a close, and a reset the peer
+ * sees as ECONNRESET.
+ */
+async function probeHandleTunnels(): Promise<void> {
+  const unavailable = tunnelHandlesUnavailable();
+  if (unavailable !== null) throw new Error(unavailable);
+  const pair = await openPair();
+  const other = await openPair();
+  const open = new Set<TunnelHandle>(); // taken and not yet closed: closed whatever happens
+  const closed = (h: TunnelHandle) => () => open.delete(h);
+  try {
+    // 1. Reads into buffers handed out: the accepted side re-wrapped with onread, one read through the socket.
+    let lastHanded: Buffer = Buffer.alloc(0);
+    const firstRead = new Promise<void>((resolve) => {
+      const socket = rewrapHandle(pair.accepted, net.Socket, {
+        buffer: () => (lastHanded = Buffer.alloc(64)),
+        callback: () => {
+          resolve();
+          return true;
+        },
+      });
+      if (socket === null) throw new Error('the accepted socket has no handle to re-wrap');
+      socket.on('error', () => {});
+      (pair as { accepted: net.Socket }).accepted = socket;
+      socket.resume();
+    });
+    pair.dialed.write('one');
+    await firstRead;
+    await new Promise((resolve) => setImmediate(resolve)); // Node has asked for the next buffer
+    const handle = takeableHandle(pair.accepted);
+    if (handle === null) throw new Error('a socket at rest has no takeable handle');
+    takeHandle(pair.accepted, handle);
+    open.add(handle);
+    const events: string[] = [];
+    let eof: () => void = () => {};
+    const gotEof = new Promise<void>((resolve) => (eof = resolve));
+    let gotTwo: () => void = () => {};
+    const two = new Promise<void>((resolve) => (gotTwo = resolve));
+    if (!startReading(handle, () => {
+      const nread = readResult();
+      if (nread > 0) {
+        events.push(lastHanded.toString('latin1', 0, nread));
+        gotTwo();
+        return (lastHanded = Buffer.alloc(64)); // the next read goes here
+      }
+      if (nread === READ_EOF) eof();
+      else if (nread < 0) events.push(`error ${nread}`);
+      return undefined;
+    })) throw new Error('a taken handle did not start reading');
+    pair.dialed.write('two');
+    await two;
+    // 2. A write and a FIN from the taken handle; the peer's FIN arrives as READ_EOF.
+    const back = readUntilEnd(pair.dialed);
+    const written = writeToHandle(handle, 0, Buffer.from('back'));
+    if (typeof written !== 'number') await completion(written);
+    else if (written !== 0) throw new Error(`a write to a taken handle gave ${written}`);
+    const shutdown = await new Promise<number>((resolve) => {
+      const now = shutdownHandle(handle, null, (_, status) => resolve(status));
+      if (now !== 0) resolve(now === 1 ? 0 : now);
+    });
+    if (shutdown !== 0) throw new Error(`a shutdown gave ${shutdown}`);
+    if ((await back) !== 'back') throw new Error('bytes written to a taken handle arrived altered, or no FIN');
+    pair.dialed.end();
+    await gotEof;
+    if (events.join('|') !== 'two') throw new Error(`a taken handle read ${events.join('|')}, expected two`);
+    await new Promise<void>((resolve) => closeHandle(handle, null, () => (open.delete(handle), resolve())));
+    // 3. Reads Node allocates (a socket without onread), then a reset.
+    await new Promise((resolve) => setImmediate(resolve));
+    const plain = takeableHandle(other.dialed);
+    if (plain === null) throw new Error('a connected socket has no takeable handle');
+    takeHandle(other.dialed, plain);
+    open.add(plain);
+    const read = new Promise<string>((resolve) => {
+      startReading(plain, (arrayBuffer) => {
+        const nread = readResult();
+        if (nread > 0 && arrayBuffer !== undefined) resolve(Buffer.from(arrayBuffer, readOffset(), nread).toString('latin1'));
+        return undefined;
+      });
+    });
+    other.accepted.resume();
+    other.accepted.write('plain');
+    if ((await read) !== 'plain') throw new Error('a read into a buffer Node allocated arrived altered');
+    pauseReading(plain);
+    const reset = new Promise<string>((resolve) => {
+      other.accepted.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+      other.accepted.on('close', () => resolve('closed without an error'));
+    });
+    await new Promise<void>((resolve) => resetHandle(plain, null, () => (open.delete(plain), resolve())));
+    const seen = await reset;
+    if (seen !== 'ECONNRESET') throw new Error(`a reset handle's peer saw ${seen}, not ECONNRESET`);
+  } finally {
+    for (const h of open) closeHandle(h, h, closed(h));
+    closePair(pair);
+    closePair(other);
+  }
+}
+
+/** All a socket reads until its peer's FIN, as latin1. */
+function readUntilEnd(socket: net.Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.once('end', () => resolve(Buffer.concat(chunks).toString('latin1')));
+    socket.once('close', () => reject(new Error('closed before FIN')));
+    socket.resume();
+  });
 }

@@ -77,7 +77,13 @@ function readBufferOf(chunk: Uint8Array): ReadBuffer | null {
 
 const free: ReadBuffer[] = [];
 
-type ReadingSocket = net.Socket & { [kReadBuffer]?: ReadBuffer; [kOwnBuffer]?: ReadBuffer };
+/** What reads into pooled buffers: a socket, or a tunnel side that took a socket's handle (tunnel/handle-side.ts). */
+export interface ReadHolder {
+  [kReadBuffer]?: ReadBuffer;
+  [kOwnBuffer]?: ReadBuffer;
+}
+
+type ReadingSocket = net.Socket & ReadHolder;
 
 let created = 0;
 let slab: Buffer = Buffer.alloc(0);
@@ -122,7 +128,7 @@ function leaveBig(rb: ReadBuffer): void {
  * message did not fit), larger still if this read would fill it, and a new
  * one if a pending write still pins it.
  */
-function ownAfter(socket: ReadingSocket, nread: number): ReadBuffer {
+function ownAfter(socket: ReadHolder, nread: number): ReadBuffer {
   const own = socket[kOwnBuffer];
   let size = own === undefined ? SMALL_SIZE : own.filled ? Math.min(OWN_MAX, own.bytes.length * 2) : own.bytes.length;
   while (size <= nread && size < OWN_MAX) size *= 2; // a read must leave room: then it took all there was
@@ -140,7 +146,7 @@ function ownAfter(socket: ReadingSocket, nread: number): ReadBuffer {
  * The buffer `socket`'s next read goes into: Node asks once when the socket
  * starts reading and then after every read callback.
  */
-function nextReadBuffer(socket: ReadingSocket | null): Buffer {
+function nextReadBuffer(socket: ReadHolder | null): Buffer {
   // First read of a socket (still being built): claimed by its first callback.
   if (socket === null) return takeOwn(SMALL_SIZE).bytes;
   const current = socket[kReadBuffer];
@@ -193,13 +199,44 @@ export function onreadFor(
   return { buffer: () => nextReadBuffer((socketOf() as ReadingSocket | undefined) ?? null), callback };
 }
 
-/** The socket closed: its big read buffer returns to the pool once its writes are done. */
-export function releaseReadBuffer(socket: ReadingSocket): void {
+/** The socket (or handle) closed: its big read buffer returns to the pool once its writes are done. */
+export function releaseReadBuffer(holder: net.Socket | ReadHolder): void {
+  const socket = holder as ReadHolder;
   const rb = socket[kReadBuffer];
   if (rb === undefined) return;
   socket[kReadBuffer] = undefined;
   socket[kOwnBuffer] = undefined;
   if (!rb.own) leaveBig(rb);
+}
+
+// --- a tunnel's handle taken from its socket (tunnel/handle-side.ts) ---------------
+
+/**
+ * Moves the socket's read buffers to `to`, which reads from the socket's
+ * handle from now on. True when the socket read into pooled buffers: the
+ * handle's next read then goes into `to`'s current buffer (Node asked the
+ * socket's generator for it after its last read); false when Node allocates
+ * each read.
+ */
+export function moveReadBuffers(from: net.Socket, to: ReadHolder): boolean {
+  const socket = from as ReadingSocket;
+  to[kReadBuffer] = socket[kReadBuffer];
+  to[kOwnBuffer] = socket[kOwnBuffer];
+  socket[kReadBuffer] = undefined;
+  socket[kOwnBuffer] = undefined;
+  return to[kReadBuffer] !== undefined;
+}
+
+/** The bytes one read of `nread` brought into `holder`'s current buffer (a pooled-read holder). */
+export function readInto(holder: ReadHolder, nread: number): Buffer {
+  const rb = holder[kReadBuffer]!;
+  rb.lastRead = nread;
+  return rb.bytes.subarray(0, nread);
+}
+
+/** The buffer `holder`'s next read goes into, after a read: as for a socket's own generator. */
+export function nextBufferFor(holder: ReadHolder): Buffer {
+  return nextReadBuffer(holder);
 }
 
 /** A read buffer pinned by one write that waits (handle-writes.ts). */

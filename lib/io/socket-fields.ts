@@ -27,6 +27,16 @@ export const kTurnWrites = Symbol('wsgate turn writes');
 /** Who answers for this socket's listener errors when nobody owns it (an upstream socket being discarded: its pool). */
 export const kHome = Symbol('wsgate home');
 
+/**
+ * What must happen when this client socket is gone (limits/gatekeeper.ts: its
+ * client's count of open connections). It runs on the socket's 'close', or,
+ * when a tunnel took the socket's handle and let the socket go
+ * (tunnel/handle-side.ts), once that handle is closed.
+ */
+export const kGone = Symbol('wsgate gone');
+/** wsgate accepted this socket on its own listener: nobody else holds it, so a tunnel may take its handle. */
+export const kOwnSocket = Symbol('wsgate own socket');
+
 interface Fields {
   [kConnection]: unknown;
   [kOwner]: unknown;
@@ -36,12 +46,14 @@ interface Fields {
   [kNeedDrain]: boolean;
   [kTurnWrites]: unknown;
   [kHome]: unknown;
+  [kGone]: (() => void) | null;
+  [kOwnSocket]: boolean;
   /** Requests completed on an upstream connection (upstream-pool.ts). */
   wsgateRequests: number;
 }
 
-/** Gives `socket` every wsgate field, in one order; call it before setting any of them. */
-export function initSocketFields<S extends net.Socket>(socket: S): S {
+/** Gives `socket` every wsgate field, in one order; call it before setting any of them. `own`: see kOwnSocket. */
+export function initSocketFields<S extends net.Socket>(socket: S, own = false): S {
   const fields = socket as S & Fields;
   fields[kConnection] = null;
   fields[kOwner] = null;
@@ -51,8 +63,34 @@ export function initSocketFields<S extends net.Socket>(socket: S): S {
   fields[kNeedDrain] = false;
   fields[kTurnWrites] = null;
   fields[kHome] = null;
+  fields[kGone] = null;
+  fields[kOwnSocket] = own;
   fields.wsgateRequests = 0;
   return socket;
+}
+
+/** Runs `fn` once the socket is gone (its 'close', or its tunnel's handle closed: `kGone`). Call after initSocketFields. */
+export function whenGone(socket: net.Socket, fn: () => void): void {
+  const fields = socket as net.Socket & Fields;
+  const before = fields[kGone];
+  const gone = before === null ? fn : () => (before(), fn());
+  fields[kGone] = gone;
+  if (before === null) socket.once('close', runGone);
+}
+
+function runGone(this: net.Socket): void {
+  const fields = this as net.Socket & Fields;
+  const gone = fields[kGone];
+  fields[kGone] = null;
+  gone?.();
+}
+
+/** Takes the socket's `kGone` work away from it (a tunnel that keeps only its handle runs it later); null when there is none. */
+export function takeGone(socket: net.Socket): (() => void) | null {
+  const fields = socket as net.Socket & Partial<Fields>;
+  const gone = fields[kGone] ?? null;
+  fields[kGone] = null;
+  return gone;
 }
 
 /** Whoever answers for this socket's listener errors (core/guard.ts): its connection or tunnel side, or its upstream owner. */

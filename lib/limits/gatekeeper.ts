@@ -10,6 +10,7 @@ import type { DescriptorHolder } from './descriptor-limit.js';
 import { Refusals, type RefusalHost } from './refusals.js';
 import { WsgateError } from '../core/errors.js';
 import { RateLimitedLog } from '../core/log.js';
+import { whenGone } from '../io/socket-fields.js';
 
 /** The limits, from the config (replaced on reload). */
 export interface GateLimits {
@@ -65,7 +66,7 @@ export class Gatekeeper {
     if (!this.#clients.enabled || this.#limits.trustedProxies.contains(client)) return true;
     const { verdict, error } = this.#clients.admit(client, Date.now());
     if (verdict === 'admit') {
-      socket.once('close', () => this.#clients.closed(client)); // follows the socket into its tunnel
+      whenGone(socket, () => this.#clients.closed(client)); // follows the socket into its tunnel, even one on handles
       return true;
     }
     this.#clientLog.log('warn', error!.message, { code: 'WSG_ERR_CLIENT_LIMIT', status: verdict === 'refuse' ? 503 : 0, remote: client, refused: this.#clients.refused });

@@ -14,13 +14,22 @@
 // about 3 % of its instructions (bench/RESULTS.md, "Handshake instructions").
 //
 // Idle detection stamps a number per chunk; the timer wheel asks later.
+//
+// Once running (the turn after it is built, when both sockets are at rest:
+// nothing queued, no FIN pending), a tunnel keeps only the two TCP handles and
+// lets the sockets go (`shedSockets`, handle-side.ts), where the probe turned
+// handle tunnels on and wsgate accepted the client socket itself; an idle
+// tunnel then costs about a third of the memory. Otherwise, or where either
+// socket is not at rest, it stays on its sockets for its whole life.
 
 import type net from 'node:net';
 import type { TimerOwner, TimerWheel } from '../core/timer-wheel.js';
 import { WheelTimer } from '../core/timer-wheel.js';
-import { writeHeld } from '../io/read-buffers.js';
+import { moveReadBuffers, writeHeld } from '../io/read-buffers.js';
 import { writeToSocket } from '../io/handle-writes.js';
-import { kConnection, kOwner } from '../io/socket-fields.js';
+import { fastPaths, takeHandle, takeableHandle } from '../io/node-internals.js';
+import { kConnection, kOwnSocket, kOwner, kTurnWrites, takeGone } from '../io/socket-fields.js';
+import { HandleSide } from './handle-side.js';
 
 export type TunnelCloseReason = 'done' | 'idle' | 'downstream-error' | 'upstream-error' | 'shutdown' | 'internal-error';
 
@@ -35,11 +44,9 @@ export type TunnelCloseCallback = (tunnel: Tunnel, reason: TunnelCloseReason) =>
 export type TunnelCrashCallback = (tunnel: Tunnel, err: unknown) => void;
 
 /** A socket as the tunnel holds it: its events go to `[kConnection]` (a client socket) or `[kOwner]` (an upstream socket). */
-type OwnedSocket = net.Socket & { [kConnection]: unknown; [kOwner]: unknown };
+type OwnedSocket = net.Socket & { [kConnection]: unknown; [kOwner]: unknown; [kTurnWrites]?: unknown; [kOwnSocket]?: boolean };
 
 export class Tunnel implements TimerOwner {
-  readonly downstream: net.Socket;
-  readonly upstream: net.Socket;
   readonly startedAt: number;
   /** Payload bytes relayed client -> upstream (after the handshake). */
   bytesToUpstream = 0;
@@ -51,8 +58,8 @@ export class Tunnel implements TimerOwner {
   readonly #timer: WheelTimer;
   readonly #onClose: TunnelCloseCallback;
   readonly #onCrash: TunnelCrashCallback;
-  readonly #down: TunnelSide;
-  readonly #up: TunnelSide;
+  #down: TunnelSide | HandleSide;
+  #up: TunnelSide | HandleSide;
   #openSockets = 2;
   #reason: TunnelCloseReason | null = null;
 
@@ -71,8 +78,6 @@ export class Tunnel implements TimerOwner {
   ) {
     const downstream = endpoints.downstream;
     const upstream = endpoints.upstream;
-    this.downstream = downstream;
-    this.upstream = upstream;
     this.wheel = wheel;
     this.timeoutMs = timeoutMs;
     this.#onClose = onClose;
@@ -107,17 +112,52 @@ export class Tunnel implements TimerOwner {
     if (upstream.destroyed) this.sideClosed(up);
     if (!downstream.destroyed) downstream.resume();
     if (!upstream.destroyed) upstream.resume();
+    if (fastPaths().handleTunnels && (downstream as OwnedSocket)[kOwnSocket] === true) process.nextTick(shedSockets, this);
   }
 
   get isClosed(): boolean {
     return this.#openSockets === 0;
   }
 
+  /** The tunnel keeps only its two handles (handle-side.ts), no sockets. */
+  get onHandles(): boolean {
+    return this.#down instanceof HandleSide;
+  }
+
   /** Closes both sides now (gateway drain deadline). */
   destroy(reason: TunnelCloseReason = 'shutdown'): void {
     this.#reason ??= reason;
-    this.downstream.destroy();
-    this.upstream.destroy();
+    this.#down.destroy();
+    this.#up.destroy();
+  }
+
+  /**
+   * Takes both sockets' handles and lets the sockets go, when both are at
+   * rest: open, nothing queued in them or held for the end of the turn, no
+   * FIN read. Else the tunnel stays on its sockets.
+   */
+  shedSockets(): void {
+    const down = this.#down;
+    const up = this.#up;
+    if (!(down instanceof TunnelSide) || !(up instanceof TunnelSide)) return;
+    if (this.#openSockets !== 2 || this.#reason !== null || down.gotEnd || up.gotEnd) return;
+    const downstream = down.socket as OwnedSocket;
+    const upstream = up.socket as OwnedSocket;
+    if (downstream[kTurnWrites] != null || upstream[kTurnWrites] != null || downstream.isPaused() || upstream.isPaused()) return;
+    const downHandle = takeableHandle(downstream);
+    const upHandle = takeableHandle(upstream);
+    if (downHandle === null || upHandle === null) return;
+    const newDown = new HandleSide(this, downHandle, true, takeGone(downstream));
+    const newUp = new HandleSide(this, upHandle, false, null);
+    newDown.pooled = moveReadBuffers(downstream, newDown);
+    newUp.pooled = moveReadBuffers(upstream, newUp);
+    newDown.peer = newUp;
+    newUp.peer = newDown;
+    takeHandle(downstream, downHandle);
+    takeHandle(upstream, upHandle);
+    this.#down = newDown;
+    this.#up = newUp;
+    if (!newDown.start() || !newUp.start()) this.destroy('internal-error');
   }
 
   onTimerExpired(now: number): number {
@@ -134,24 +174,26 @@ export class Tunnel implements TimerOwner {
     try {
       this.#onCrash(this, err);
     } finally {
-      this.downstream.destroy();
-      this.upstream.destroy();
-      // A 'close' whose listener threw was not counted.
-      if (this.downstream.closed) this.sideClosed(this.#down);
-      if (this.upstream.closed) this.sideClosed(this.#up);
+      const down = this.#down;
+      const up = this.#up;
+      down.destroy();
+      up.destroy();
+      // A socket 'close' whose listener threw was not counted (a handle's close always is).
+      if (down instanceof TunnelSide && down.socket.closed) this.sideClosed(down);
+      if (up instanceof TunnelSide && up.socket.closed) this.sideClosed(up);
     }
   }
 
-  /** One side's socket closed. */
-  sideClosed(side: TunnelSide): void {
+  /** One side's socket (or handle) closed. */
+  sideClosed(side: TunnelSide | HandleSide): void {
     if (side.isClosed) return;
     side.isClosed = true;
     // A side that closed before both of its halves were done (error, reset,
     // destroy) takes the other with it; a side that finished cleanly leaves
     // the other to finish its own last bytes.
-    if (!side.gotEnd || !side.socket.writableFinished) {
+    if (!side.gotEnd || !side.finishedWriting) {
       if (this.#reason === null) this.#reason = side.isDownstream ? 'downstream-error' : 'upstream-error';
-      side.peer.socket.destroy();
+      side.peer.destroy();
     }
     if (--this.#openSockets === 0) {
       this.wheel.cancel(this.#timer);
@@ -159,12 +201,19 @@ export class Tunnel implements TimerOwner {
     }
   }
 
-  /** One side's socket failed (reset, EPIPE). */
-  sideFailed(side: TunnelSide): void {
+  /** One side's socket (or handle) failed (reset, EPIPE). */
+  sideFailed(side: TunnelSide | HandleSide): void {
     if (this.#reason === null) this.#reason = side.isDownstream ? 'downstream-error' : 'upstream-error';
     // Mirror an abortive close: the other side learns at once, as through a plain TCP path.
-    const peer = side.peer.socket;
-    if (!peer.destroyed) peer.resetAndDestroy();
+    side.peer.reset();
+  }
+}
+
+function shedSockets(tunnel: Tunnel): void {
+  try {
+    tunnel.shedSockets();
+  } catch (err) {
+    tunnel.crashed(err);
   }
 }
 
@@ -188,6 +237,21 @@ class TunnelSide {
     this.tunnel = tunnel;
     this.socket = socket;
     this.isDownstream = isDownstream;
+  }
+
+  /** Its write half is done (FIN sent). */
+  get finishedWriting(): boolean {
+    return this.socket.writableFinished;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** An abortive close (RST). */
+  reset(): void {
+    const socket = this.socket;
+    if (!socket.destroyed) socket.resetAndDestroy();
   }
 
   received(chunk: Buffer): void {

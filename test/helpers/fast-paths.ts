@@ -15,10 +15,15 @@ export function expectedWriteContract(version: string = process.versions.node): 
 
 /** What the probe should turn on here. */
 export function expectedFastPaths(): FastPaths {
-  if (fastPathsForcedOff()) return { handleWrites: 'off', pooledReads: false, turnWrites: false };
+  if (fastPathsForcedOff()) return { handleWrites: 'off', pooledReads: false, turnWrites: false, handleTunnels: false };
   const off = fastPathsTurnedOff();
   const handleWrites = off.has('handleWrites') ? 'off' : expectedWriteContract();
-  return { handleWrites, pooledReads: !off.has('pooledReads'), turnWrites: handleWrites !== 'off' && !off.has('turnWrites') };
+  return {
+    handleWrites,
+    pooledReads: !off.has('pooledReads'),
+    turnWrites: handleWrites !== 'off' && !off.has('turnWrites'),
+    handleTunnels: handleWrites !== 'off' && !off.has('handleTunnels'),
+  };
 }
 
 /** Runs the probe (once per process) and returns what it chose. */

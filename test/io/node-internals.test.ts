@@ -103,7 +103,7 @@ t.test('WSGATE_FAST_PATHS=off: every fallback, and the CLI still proxies both wa
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
   const run = await runCli(t, args, { WSGATE_FAST_PATHS: 'off' }, [], proxyBoth);
   t.equal(run.code, 0);
-  t.match(run.stderr, /handle writes off, pooled reads off, turn writes off \(all: WSGATE_FAST_PATHS=off\)/);
+  t.match(run.stderr, /handle writes off, pooled reads off, turn writes off, handle tunnels off \(all: WSGATE_FAST_PATHS=off\)/);
 });
 
 t.test('WSGATE_FAST_PATHS=no-pooled-reads,no-turn-writes: just those off, named in the start-up line; the CLI still proxies', async (t) => {
@@ -112,7 +112,7 @@ t.test('WSGATE_FAST_PATHS=no-pooled-reads,no-turn-writes: just those off, named 
   const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
   const run = await runCli(t, args, { WSGATE_FAST_PATHS: 'no-pooled-reads, no-turn-writes,bogus' }, [], proxyBoth);
   t.equal(run.code, 0);
-  t.match(run.stderr, new RegExp(`handle writes ${expectedWriteContract()}, pooled reads off, turn writes off \\(pooledReads: WSGATE_FAST_PATHS; turnWrites: WSGATE_FAST_PATHS\\)`));
+  t.match(run.stderr, new RegExp(`handle writes ${expectedWriteContract()}, pooled reads off, turn writes off, handle tunnels on \\(pooledReads: WSGATE_FAST_PATHS; turnWrites: WSGATE_FAST_PATHS\\)`));
 });
 
 t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the rest still proxies', async (t) => {
@@ -126,7 +126,7 @@ t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the r
     await once(ws, 'open');
     ws.terminate();
   });
-  t.match(run.stderr, /turn writes off \(turnWrites: net\.Socket has no _write\/_writev\/_final\/_destroy\)/);
+  t.match(run.stderr, /turn writes off, handle tunnels on \(turnWrites: net\.Socket has no _write\/_writev\/_final\/_destroy\)/);
 });
 
 t.test('a Node whose handle writes misbehave: the probe turns them off instead of throwing', async (t) => {
@@ -145,7 +145,7 @@ t.test('a Node whose handle writes misbehave: the probe turns them off instead o
     if (!res.text.endsWith('page')) throw new Error(`bad answer ${res.text}`);
   });
   t.equal(run.code, 0);
-  t.match(run.stderr, /handle writes off, pooled reads on, turn writes off \(handleWrites: [^;]+; turnWrites: needs handle writes\)/);
+  t.match(run.stderr, /handle writes off, pooled reads on, turn writes off, handle tunnels off \(handleWrites: [^;]+; turnWrites: needs handle writes; handleTunnels: needs handle writes\)/);
 });
 
 t.test('a slow start (valgrind): each probe waits WSGATE_PROBE_TIMEOUT_MS, 3 s by default', async (t) => {

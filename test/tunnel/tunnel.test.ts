@@ -2,6 +2,7 @@ import t, { type Test } from 'tap';
 import { once } from 'node:events';
 import type net from 'node:net';
 import WebSocket from 'ws';
+import type { Gateway } from '../../lib/index.js';
 import {
   answeringUpstream,
   rawClient,
@@ -22,6 +23,17 @@ async function echoThroughGateway(t: Test, wsOptions = {}, gwExtra = {}) {
   return { gw, port, echo };
 }
 
+/**
+ * Waits until `n` open tunnels keep only their handles where the probe turned
+ * handle tunnels on (none where it did not: WSGATE_FAST_PATHS=off), so that
+ * what a test checks next runs on the path this Node takes.
+ */
+async function onTheirPath(t: Test, gw: Gateway, n: number): Promise<void> {
+  const want = gw.stats().fastPaths.handleTunnels ? n : 0;
+  await waitFor(() => gw.stats().tunnelsOnHandles === want, 3000, `${want} tunnels on handles`);
+  t.equal(gw.stats().tunnelsOnHandles, want, `${want} of ${n} tunnels keep only their handles`);
+}
+
 function openClient(url: string, protocols?: string | string[], options: WebSocket.ClientOptions = {}): Promise<WebSocket> {
   const ws = new WebSocket(url, protocols, options);
   return new Promise((resolve, reject) => {
@@ -31,9 +43,10 @@ function openClient(url: string, protocols?: string | string[], options: WebSock
 }
 
 t.test('echoes messages byte for byte at every frame-length boundary', async (t) => {
-  const { port } = await echoThroughGateway(t, { maxPayload: 64 * 1024 * 1024 });
+  const { gw, port } = await echoThroughGateway(t, { maxPayload: 64 * 1024 * 1024 });
   const ws = await openClient(`ws://127.0.0.1:${port}/ws/`, undefined, { maxPayload: 64 * 1024 * 1024 });
   t.teardown(() => ws.terminate());
+  await onTheirPath(t, gw, 1);
   for (const size of [0, 125, 126, 65535, 65536, 64 * 1024 + 1, 1024 * 1024, 16 * 1024 * 1024]) {
     const payload = randomBytes(size);
     const got = new Promise<Buffer>((resolve) => ws.once('message', (data) => resolve(data as Buffer)));
@@ -83,11 +96,12 @@ t.test('sends the upgrade headers upstream and relays the 101 head', async (t) =
 
 t.test('bytes pipelined with the handshake reach each side in order, after the heads', async (t) => {
   const upstream = await answeringUpstream(t, (_head, socket) => socket.write(switchingProtocols() + 'SERVER-EARLY'));
-  const { port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
+  const { gw, port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
   const client = await rawClient(port);
   client.write(upgradeRequest() + 'CLIENT-EARLY');
   await waitFor(() => client.text().endsWith('SERVER-EARLY'), 3000, 'server early bytes');
   await waitFor(() => upstream.text().endsWith('CLIENT-EARLY'), 3000, 'client early bytes');
+  await onTheirPath(t, gw, 1);
   client.write('-MORE');
   await waitFor(() => upstream.text().endsWith('CLIENT-EARLY-MORE'));
   (await upstream.connection()).write('-REPLY');
@@ -106,6 +120,7 @@ async function openRawTunnel(t: Test) {
   client.write(upgradeRequest());
   await waitFor(() => client.text().includes('\r\n\r\n'));
   const up = await upstream.connection();
+  await onTheirPath(t, gw, 1);
   return { gw, upstream, up, client, closes };
 }
 
@@ -159,6 +174,7 @@ t.test('an idle tunnel is closed after tunnelTimeout, an active one is not', asy
   gw.on('tunnelClose', (info) => closes.push(info));
   const idle = await openClient(`ws://127.0.0.1:${port}/ws/`);
   const busy = await openClient(`ws://127.0.0.1:${port}/ws/`);
+  await onTheirPath(t, gw, 2);
   const idleClosed = once(idle, 'close');
   // keep `busy` active for 1.5 s, well past the timeout
   const started = Date.now();
@@ -195,10 +211,11 @@ t.test('backpressure: a client that stops reading pauses the upstream instead of
     socket.write(switchingProtocols());
     upSocket = socket;
   });
-  const { port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
+  const { gw, port } = await startGateway(t, { routes: [`/ws/=http://127.0.0.1:${upstream.port}`] });
   const client = await rawClient(port);
   client.write(upgradeRequest());
   await waitFor(() => upSocket !== null && client.text().includes('\r\n\r\n'));
+  await onTheirPath(t, gw, 1);
   client.pause();
   const up = upSocket!;
   const { written, blocked } = await writeUntilBlocked(up, 1024 * 1024 * 1024, 500);

@@ -148,6 +148,33 @@ t.test('a Node whose handle writes misbehave: the probe turns them off instead o
   t.match(run.stderr, /handle writes off, pooled reads on, turn writes off, handle tunnels off \(handleWrites: [^;]+; turnWrites: needs handle writes; handleTunnels: needs handle writes\)/);
 });
 
+t.test('a pending write that libuv finished inside the call (writeQueueSize 0) does not turn handle writes off', async (t) => {
+  // CI (node24, a loaded machine): the kernel freed room between Node's try-write and libuv's write, so the
+  // probe's first pending write came back with writeQueueSize 0 and the probe turned handle writes off.
+  // Played here: on each dialed handle, the first non-zero queue size read is reported as 0.
+  const preload = preloadScript('finished-in-call.cjs', [
+    "const net = require('node:net');",
+    'const connect = net.Socket.prototype.connect;',
+    'net.Socket.prototype.connect = function (...args) {',
+    "  this.once('connect', () => {",
+    '    const h = this._handle;',
+    '    if (!h) return;',
+    "    let d = null; for (let p = h; p && !d; p = Object.getPrototypeOf(p)) d = Object.getOwnPropertyDescriptor(p, 'writeQueueSize');",
+    '    if (!d || !d.get) return;',
+    '    let hidden = false;',
+    "    Object.defineProperty(h, 'writeQueueSize', { configurable: true, get() { const v = d.get.call(h); if (v !== 0 && !hidden) { hidden = true; return 0; } return v; } });",
+    '  });',
+    '  return connect.apply(this, args);',
+    '};',
+  ]);
+  const echo = await wsEcho(t);
+  const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
+  const args = ['--listen', '127.0.0.1:0', '--route', `/ws/=http://127.0.0.1:${echo.port}`, '--route', `/=http://127.0.0.1:${page.port}`];
+  const run = await runCli(t, args, PROBE_RUNS, ['--require', preload], proxyBoth);
+  t.equal(run.code, 0, `exit code; stderr: ${run.stderr}`);
+  t.match(run.stderr, new RegExp(`fast paths on Node [^:]+: handle writes ${expectedWriteContract(process.versions.node)}, `));
+});
+
 t.test('a slow start (valgrind): each probe waits WSGATE_PROBE_TIMEOUT_MS, 3 s by default', async (t) => {
   // Every socket's 'connect' event comes 400 ms late: a probe given 100 ms gives up, one given 20 s does not.
   const preload = preloadScript('slow-connect.cjs', [

@@ -3,6 +3,7 @@
 //   direct       no proxy (the floor)
 //   wsgate       this project's CLI (on the Node binary given)
 //   wsgate-off   the same with every fast path off (WSGATE_FAST_PATHS=off): the public-API fallbacks
+//   wsgate-sockets  the same with tunnels kept on their sockets (WSGATE_FAST_PATHS=no-handle-tunnels): the A/B of handle tunnels
 //   nginx        stock nginx, WebSocket-ready config
 //   nginx-64k    the same with 64k proxy buffers
 //   haproxy      HAProxy in http mode
@@ -21,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive', 'http-proxy', 'fastify-http-proxy'] as const;
+export const PEER_NAMES = ['direct', 'wsgate', 'wsgate-off', 'wsgate-sockets', 'wsgate-node20', 'wsgate-2w', 'nginx', 'nginx-64k', 'nginx-2w', 'haproxy', 'node-naive', 'http-proxy', 'fastify-http-proxy'] as const;
 export type PeerName = (typeof PEER_NAMES)[number];
 
 export interface RunningPeer {
@@ -207,10 +208,12 @@ export async function startPeer(name: PeerName, options: PeerOptions): Promise<R
   switch (name) {
     case 'wsgate':
     case 'wsgate-off':
+    case 'wsgate-sockets':
     case 'wsgate-node20':
     case 'wsgate-2w': {
       const node = name === 'wsgate-node20' ? options.node20 : options.node;
-      const env = name === 'wsgate-off' ? { ...process.env, WSGATE_FAST_PATHS: 'off' } : { ...process.env, WSGATE_FAST_PATHS: '' };
+      const fastPaths = name === 'wsgate-off' ? 'off' : name === 'wsgate-sockets' ? 'no-handle-tunnels' : '';
+      const env = { ...process.env, WSGATE_FAST_PATHS: fastPaths };
       const listen = options.tls ? ['--tls-listen', `127.0.0.1:${port}`, '--tls-cert', options.tls.cert, '--tls-key', options.tls.key] : ['--listen', `127.0.0.1:${port}`];
       const workers = name === 'wsgate-2w' ? ['--workers', '2'] : [];
       // The same listen backlog as the other peers (nginx `backlog=4096`), where the CLI has the flag (an older build in an A/B may not).

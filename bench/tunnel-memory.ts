@@ -11,7 +11,7 @@
 // wsgate but a blind relay, for comparison: `sockets` keeps two net.Sockets piped
 // (the bare relay, lib/naive-relay.ts), `handles` keeps only the two TCP handles (lib/handle-relay.ts,
 // an experiment below Node's public API).
-// usage: node dist/bench/tunnel-memory.js [--tunnels N] [--message BYTES] [--node PATH] [--snapshot] [--node-flags "..."] [--relay wsgate|sockets|handles]
+// usage: node dist/bench/tunnel-memory.js [--tunnels N] [--message BYTES] [--node PATH] [--snapshot] [--node-flags "..."] [--relay wsgate|sockets|handles] [--settle-ms MS]
 
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -94,6 +94,7 @@ async function main(): Promise<void> {
   const nodeFlags = option('--node-flags', '').split(' ').filter(Boolean);
   const message = Buffer.alloc(Number(option('--message', '0')), 'm');
   const relay = option('--relay', 'wsgate');
+  const settleMs = Number(option('--settle-ms', '1000')); // how long the tunnels sit idle before the figures
 
   const upstream = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
     );
     opened += batch;
   }
-  await new Promise((r) => setTimeout(r, 1000));
+  await new Promise((r) => setTimeout(r, settleMs));
   const after = ((await ask('figures')) as { figures: Figures }).figures;
   const perTunnelKB = (key: string) => ((after[key] - before[key]) / tunnels / 1024).toFixed(2);
   const version = (await import('node:child_process')).execFileSync(nodeBinary, ['--version']).toString().trim();

@@ -498,6 +498,26 @@ export function takeHandle(socket: net.Socket, handle: TunnelHandle): void {
   socket.destroy();
 }
 
+/**
+ * The next read of a taken handle whose reads go into buffers handed out
+ * (it was a socket's with `onread`) goes into `buffer`, not the one handed
+ * out after its last read: Node's `useUserBuffer`, which puts a listener
+ * with `buffer` over the handle's current one (that one stays, unused, until
+ * the handle closes). Native code keeps only the address: the caller keeps
+ * `buffer` alive while the handle may read into it. False when the handle
+ * cannot; never throws.
+ */
+export function readNextInto(handle: TunnelHandle, buffer: Uint8Array): boolean {
+  const use = (handle as { useUserBuffer?: unknown }).useUserBuffer;
+  if (typeof use !== 'function') return false;
+  try {
+    use.call(handle, buffer);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Reads of a taken handle go to `onread` (it returns the next buffer, when reads go into buffers handed out); true when reading started. */
 export function startReading(handle: TunnelHandle, onread: NonNullable<TunnelHandle['onread']>): boolean {
   handle.onread = onread;

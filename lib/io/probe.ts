@@ -23,6 +23,7 @@ import {
   socketClassWithWriteHook,
   pauseReading,
   READ_EOF,
+  readNextInto,
   readOffset,
   readResult,
   resetHandle,
@@ -452,6 +453,10 @@ async function probeHandleTunnels(): Promise<void> {
     if (handle === null) throw new Error('a socket at rest has no takeable handle');
     takeHandle(pair.accepted, handle);
     open.add(handle);
+    // The next read into another buffer than the one handed out (an idle tunnel's smaller one): it must land there.
+    const swapped = Buffer.alloc(64);
+    if (!readNextInto(handle, swapped)) throw new Error('a taken handle cannot change its read buffer');
+    lastHanded = swapped;
     const events: string[] = [];
     let eof: () => void = () => {};
     const gotEof = new Promise<void>((resolve) => (eof = resolve));

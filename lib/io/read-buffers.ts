@@ -29,17 +29,20 @@
 // after a read, and it looks at that socket's last read.
 
 import net from 'node:net';
-import { fastPaths, rewrapAccepted } from './node-internals.js';
+import { fastPaths, readNextInto, rewrapAccepted, type TunnelHandle } from './node-internals.js';
 import { guard } from '../core/guard.js';
 import { initSocketFields, kHeld, kOwnBuffer, kReadBuffer, ownerOfSocket } from './socket-fields.js';
 
 const BIG_SIZE = 64 * 1024; // what libuv asks for per read; one read fills at most this
 const SMALL_SIZE = 1024; // a socket's first own buffer: a chat message, a small frame, most request heads
+const TINY_SIZE = 256; // what an idle tunnel's handle keeps (shrinkIdleReadBuffer): a chat message or a ping
 const OWN_MAX = 16 * 1024; // an own buffer grows up to this; larger reads use pooled big buffers
-const SLAB_SIZE = 64 * 1024; // 1 KiB own buffers are cut from shared slabs of this size
+const SLAB_SIZE = 64 * 1024; // 1 KiB and 256 B own buffers are cut from shared slabs of this size
 const MAX_FREE = 32; // 2 MiB of big buffers kept for reuse; more are left to the GC
+const MAX_FREE_SMALL = 1024; // 1 MiB of 1 KiB slots given up by tunnels (shrinkIdleReadBuffer), for new connections' heads
 
 const kOwner = Symbol('wsgate read buffers of this memory');
+const kSlot = Symbol('wsgate slab slot size');
 
 class ReadBuffer {
   /** Writes of a slice of `bytes` that have not completed. */
@@ -56,23 +59,25 @@ class ReadBuffer {
     readonly own: boolean,
   ) {
     const memory = bytes.buffer as TaggedMemory;
-    if (bytes.length === SMALL_SIZE && bytes.byteLength !== memory.byteLength) {
-      // A 1 KiB slot of a shared slab: the slab's memory lists its slots.
-      ((memory[kOwner] as ReadBuffer[] | undefined) ?? (memory[kOwner] = []))[bytes.byteOffset / SMALL_SIZE] = this;
+    if (bytes.byteLength !== memory.byteLength) {
+      // A slot of a shared slab (all of one size): the slab's memory lists its slots.
+      memory[kSlot] = bytes.length;
+      ((memory[kOwner] as ReadBuffer[] | undefined) ?? (memory[kOwner] = []))[bytes.byteOffset / bytes.length] = this;
     } else {
       memory[kOwner] = this;
     }
   }
 }
 
-type TaggedMemory = ArrayBufferLike & { [kOwner]?: ReadBuffer | ReadBuffer[] };
+type TaggedMemory = ArrayBufferLike & { [kOwner]?: ReadBuffer | ReadBuffer[]; [kSlot]?: number };
 
 /** The read buffer `chunk` is a slice of, or null: any other bytes (llhttp's copies, Node's own reads, our strings). */
 function readBufferOf(chunk: Uint8Array): ReadBuffer | null {
-  const tag = (chunk.buffer as TaggedMemory)[kOwner];
+  const memory = chunk.buffer as TaggedMemory;
+  const tag = memory[kOwner];
   if (tag === undefined) return null;
   if (!Array.isArray(tag)) return tag;
-  return tag[Math.floor(chunk.byteOffset / SMALL_SIZE)] ?? null;
+  return tag[Math.floor(chunk.byteOffset / memory[kSlot]!)] ?? null;
 }
 
 const free: ReadBuffer[] = [];
@@ -86,8 +91,27 @@ export interface ReadHolder {
 type ReadingSocket = net.Socket & ReadHolder;
 
 let created = 0;
-let slab: Buffer = Buffer.alloc(0);
-let slabUsed = 0;
+
+/** Where own buffers of one slot size are cut from: a shared slab, used up front to back. */
+class Slab {
+  bytes: Buffer = Buffer.alloc(0);
+  used = 0;
+  constructor(readonly slot: number) {}
+  take(): ReadBuffer {
+    if (this.used + this.slot > this.bytes.length) {
+      this.bytes = Buffer.allocUnsafeSlow(SLAB_SIZE); // freed by the GC with the last holder that reads into it
+      this.used = 0;
+    }
+    const rb = new ReadBuffer(this.bytes.subarray(this.used, this.used + this.slot), true);
+    this.used += this.slot;
+    return rb;
+  }
+}
+
+const smallSlab = new Slab(SMALL_SIZE);
+const tinySlab = new Slab(TINY_SIZE);
+/** 1 KiB slots that tunnels gave up, nothing referring to them: the next connections read their heads into them. */
+const freeSmall: ReadBuffer[] = [];
 
 function takeBig(): ReadBuffer {
   let rb = free.pop();
@@ -99,16 +123,16 @@ function takeBig(): ReadBuffer {
   return rb;
 }
 
-/** A new own buffer of `size` bytes: 1 KiB ones are cut from a shared slab. */
+/** A new own buffer of at least `size` bytes: up to 1 KiB cut from a shared slab (256 B or 1 KiB slots). */
 function takeOwn(size: number): ReadBuffer {
   if (size > SMALL_SIZE) return new ReadBuffer(Buffer.allocUnsafeSlow(size), true);
-  if (slabUsed + SMALL_SIZE > slab.length) {
-    slab = Buffer.allocUnsafeSlow(SLAB_SIZE); // freed by the GC with the last socket that reads into it
-    slabUsed = 0;
-  }
-  const rb = new ReadBuffer(slab.subarray(slabUsed, slabUsed + SMALL_SIZE), true);
-  slabUsed += SMALL_SIZE;
-  return rb;
+  if (size <= TINY_SIZE) return tinySlab.take();
+  const reused = freeSmall.pop();
+  if (reused === undefined) return smallSlab.take();
+  reused.lastRead = 0;
+  reused.reading = true;
+  reused.filled = false;
+  return reused;
 }
 
 /** A big buffer nobody reads into or writes from: back to the free list. Own ones stay with their socket. */
@@ -225,6 +249,27 @@ export function moveReadBuffers(from: net.Socket, to: ReadHolder): boolean {
   socket[kReadBuffer] = undefined;
   socket[kOwnBuffer] = undefined;
   return to[kReadBuffer] !== undefined;
+}
+
+/**
+ * A tunnel's taken handle, at rest, reads next into a 256 B own buffer
+ * instead of the 1 KiB (or larger) one its socket read its HTTP head or its
+ * last message into: an idle tunnel keeps 512 B of read buffers, not 2 KiB or
+ * more. Its own buffer grows again with its reads as a socket's does. Left as
+ * it is when its buffer is not an own one (reads are coming), a write still
+ * pins it, or the handle cannot change buffers. A 1 KiB slot given up goes to
+ * the next connection that reads a head: memory freed to the allocator stays
+ * in the process's RSS, memory reused does not grow it.
+ */
+export function shrinkIdleReadBuffer(holder: ReadHolder, handle: TunnelHandle): void {
+  const current = holder[kReadBuffer];
+  if (current === undefined || !current.own || current.pending !== 0 || current.bytes.length <= TINY_SIZE) return;
+  const tiny = tinySlab.take();
+  if (!readNextInto(handle, tiny.bytes)) return;
+  holder[kReadBuffer] = tiny;
+  holder[kOwnBuffer] = tiny;
+  // Nothing refers to it now: no write pins it, and the handle reads into the tiny one.
+  if (current.bytes.length === SMALL_SIZE && freeSmall.length < MAX_FREE_SMALL) freeSmall.push(current);
 }
 
 /** The bytes one read of `nread` brought into `holder`'s current buffer (a pooled-read holder). */

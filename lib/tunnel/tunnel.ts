@@ -26,7 +26,7 @@
 import type net from 'node:net';
 import type { TimerOwner, TimerWheel } from '../core/timer-wheel.js';
 import { WheelTimer } from '../core/timer-wheel.js';
-import { moveReadBuffers, writeHeld } from '../io/read-buffers.js';
+import { moveReadBuffers, shrinkIdleReadBuffer, writeHeld } from '../io/read-buffers.js';
 import { writeToSocket } from '../io/handle-writes.js';
 import { fastPaths, takeHandle, takeableHandle } from '../io/node-internals.js';
 import { kConnection, kOwnSocket, kOwner, kTurnWrites, takeGone } from '../io/socket-fields.js';
@@ -152,6 +152,8 @@ export class Tunnel implements TimerOwner {
     const newUp = new HandleSide(this, upHandle, false, null);
     newDown.pooled = moveReadBuffers(downstream, newDown);
     newUp.pooled = moveReadBuffers(upstream, newUp);
+    if (newDown.pooled) shrinkIdleReadBuffer(newDown, downHandle);
+    if (newUp.pooled) shrinkIdleReadBuffer(newUp, upHandle);
     newDown.peer = newUp;
     newUp.peer = newDown;
     takeHandle(downstream, downHandle);

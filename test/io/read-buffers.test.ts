@@ -5,7 +5,10 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { readBufferStats, retainRead, writeHeld } from '../../lib/io/read-buffers.js';
+import { moveReadBuffers, nextBufferFor, readBufferStats, readInto, retainRead, shrinkIdleReadBuffer, writeHeld, type ReadHolder } from '../../lib/io/read-buffers.js';
+import { closeHandle, readResult, startReading, takeHandle, takeableHandle } from '../../lib/io/node-internals.js';
+import { kReadBuffer } from '../../lib/io/socket-fields.js';
+import { probedFastPaths } from '../helpers/fast-paths.js';
 import { oneReadEach, pooledReader } from '../helpers/pooled-reads.js';
 import { randomBytes, rawUpstream, sha256, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
@@ -249,4 +252,67 @@ t.test('a socket idle after a large message holds at most 16 KiB, not a 64 KiB b
   t.equal(kept.nread, 100, 'the last read is the small message');
   t.ok(kept.buffer.length <= 16 * 1024, `the buffer held while idle: ${kept.buffer.length} B`);
   source.destroy();
+});
+
+t.test("an idle tunnel's handle reads next into 256 B, then its buffer grows back with its reads; no byte is lost or reordered", async (t) => {
+  const paths = await probedFastPaths();
+  if (!paths.handleTunnels || !paths.pooledReads) {
+    t.pass('handle tunnels or pooled reads are off in this run: a tunnel keeps its sockets and their buffers');
+    return;
+  }
+  // A head-sized first read (into the socket's own 1 KiB buffer), then the tunnel's traffic, one write each, a little apart.
+  const head = randomBytes(900);
+  const rest = [randomBytes(10), randomBytes(200), randomBytes(3000), randomBytes(100_000), randomBytes(10), randomBytes(4000), randomBytes(4000)];
+  let peer: net.Socket | null = null;
+  const server = net.createServer((socket) => {
+    peer ??= socket;
+    socket.write(head);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const first: Buffer[] = [];
+  const { source, reads } = pooledReader((server.address() as net.AddressInfo).port, (chunk) => first.push(Buffer.from(chunk)));
+  await waitFor(() => first.length === 1 && peer !== null, 3000, 'the first read');
+  t.equal(reads[0].buffer.length, 1024, "the socket's own 1 KiB buffer");
+  await new Promise((r) => setImmediate(r));
+  const handle = takeableHandle(source);
+  if (handle === null) throw new Error('a socket at rest has no takeable handle');
+  const holder: ReadHolder = {};
+  t.ok(moveReadBuffers(source, holder), 'the socket read into pooled buffers');
+  const given = holder[kReadBuffer]!.bytes;
+  shrinkIdleReadBuffer(holder, handle);
+  takeHandle(source, handle);
+  t.teardown(() => closeHandle(handle, null, () => {}));
+  // The 1 KiB slot it gave up is the next connection's: that head lands there, and nothing else does.
+  const second: Buffer[] = [];
+  const next = pooledReader((server.address() as net.AddressInfo).port, (chunk) => second.push(Buffer.from(chunk)));
+  t.teardown(() => next.source.destroy());
+  await waitFor(() => second.length === 1, 3000, 'the next connection reads its head');
+  t.ok(next.reads[0].buffer.buffer === given.buffer && next.reads[0].buffer.byteOffset === given.byteOffset, "the next connection's head went into the slot the tunnel gave up");
+  t.ok(second[0].equals(head), 'intact');
+  const got: Buffer[] = [];
+  const reads2: Array<{ size: number; nread: number }> = [];
+  let handed = holder[kReadBuffer]!.bytes; // what the handle reads into next
+  t.equal(handed.length, 256, 'the handle reads next into 256 B');
+  startReading(handle, () => {
+    const nread = readResult();
+    if (nread <= 0) return undefined;
+    const chunk = readInto(holder, nread);
+    if (chunk.buffer !== handed.buffer || chunk.byteOffset !== handed.byteOffset) throw new Error('a read landed elsewhere than in the buffer handed out');
+    reads2.push({ size: handed.length, nread });
+    got.push(Buffer.from(chunk));
+    handed = nextBufferFor(holder);
+    return handed;
+  });
+  for (const message of rest) {
+    peer!.write(message);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const total = rest.reduce((n, m) => n + m.length, 0);
+  await waitFor(() => got.reduce((n, c) => n + c.length, 0) >= total, 5000, 'every byte');
+  t.ok(Buffer.concat(got).equals(Buffer.concat(rest)), 'every byte read, in order');
+  t.same(reads2[0], { size: 256, nread: 10 }, 'the first message went into the 256 B buffer');
+  const last = reads2.slice(-2);
+  t.ok(last.every((r) => r.nread === 4000 && r.size >= 4096), `the buffer grew back: 4000 B messages take one read each (${JSON.stringify(last)})`);
 });

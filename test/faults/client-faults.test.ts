@@ -232,7 +232,8 @@ t.test('500 clients vanish from their tunnels at once: all are reclaimed by tunn
   gw.on('tunnelClose', (info) => reasons.set(info.reason, (reasons.get(info.reason) ?? 0) + 1));
 
   const tunnels = await openTunnels(port, 500, '/ws/');
-  t.equal(gw.stats().tunnels, 500);
+  // On a loaded machine opening 500 takes longer than their 1 s timeout: the first may be reclaimed already.
+  t.equal(gw.stats().tunnels + (reasons.get('idle') ?? 0), 500, 'every tunnel open, or already closed as idle');
   const opened = Date.now();
   // every client just stops: no byte, no FIN
   await within(Promise.all(tunnels.map((c) => c.socket.gone)), 15_000, 'every silent tunnel closed');

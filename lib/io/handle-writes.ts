@@ -29,7 +29,26 @@ import { fastPaths, handleQueueSize, hasHandle, writableHandle, writeToHandle, t
 import { holdReadBuffer, releaseHeld, writeHeld, type HeldReadBuffer } from './read-buffers.js';
 import { kNeedDrain, kTurnWrites } from './socket-fields.js';
 
-type WriteRequest = PendingWrite & { socket: DirectSocket | null; held: HeldReadBuffer | null };
+type WriteRequest = OwnedWrite<DirectSocket>;
+
+/** A write request that carries its writer and the read buffer it pins (here, and tunnel/handle-side.ts). */
+export type OwnedWrite<O> = PendingWrite & { socket: O | null; held: HeldReadBuffer | null };
+
+/**
+ * A pending write completed with `status`: the request lets go of its bytes
+ * and its writer, its read buffer is released (left to the GC after a
+ * failure), and the writer is returned.
+ */
+export function settleWrite<O>(req: OwnedWrite<O>, status: number): O {
+  const owner = req.socket!;
+  const held = req.held;
+  req.socket = null;
+  req.held = null;
+  req.buffer = null;
+  req.oncomplete = null;
+  if (held !== null) releaseHeld(held, status < 0);
+  return owner;
+}
 
 type DirectSocket = net.Socket & {
   [kNeedDrain]?: boolean;
@@ -145,14 +164,7 @@ function afterDirectWrite(dest: DirectSocket, result: number | PendingWrite, byt
 }
 
 function directWriteOnComplete(this: PendingWrite, status: number): void {
-  const req = this as WriteRequest;
-  const dest = req.socket!;
-  const held = req.held;
-  req.socket = null;
-  req.held = null;
-  req.buffer = null;
-  req.oncomplete = null;
-  if (held !== null) releaseHeld(held, status < 0);
+  const dest = settleWrite(this as WriteRequest, status);
   if (status < 0) {
     if (!dest.destroyed) dest.destroy(writeError(status)); // ECANCELED after our own destroy lands on a destroyed socket
     return;

@@ -37,7 +37,8 @@ import {
   type PendingWrite,
   type TunnelHandle,
 } from '../io/node-internals.js';
-import { holdReadBuffer, nextBufferFor, readInto, releaseHeld, releaseReadBuffer, type HeldReadBuffer, type ReadHolder } from '../io/read-buffers.js';
+import { holdReadBuffer, nextBufferFor, readInto, releaseReadBuffer, type ReadHolder } from '../io/read-buffers.js';
+import { settleWrite, type OwnedWrite } from '../io/handle-writes.js';
 import { kOwnBuffer, kReadBuffer } from '../io/socket-fields.js';
 
 /** A socket's `writableHighWaterMark`: while more than this waits on a handle, its peer stops reading. */
@@ -55,7 +56,7 @@ export interface HandleSideHost {
   crashed(err: unknown): void;
 }
 
-type SideWrite = PendingWrite & { socket: HandleSide | null; held: HeldReadBuffer | null };
+type SideWrite = OwnedWrite<HandleSide>;
 
 const kSide = Symbol('wsgate tunnel side');
 type SideHandle = TunnelHandle & { [kSide]: HandleSide };
@@ -229,14 +230,7 @@ function sideOnRead(this: TunnelHandle, arrayBuffer: ArrayBuffer | undefined): U
 }
 
 function sideWriteDone(this: PendingWrite, status: number): void {
-  const req = this as SideWrite;
-  const side = req.socket!;
-  const held = req.held;
-  req.socket = null;
-  req.held = null;
-  req.buffer = null;
-  req.oncomplete = null;
-  if (held !== null) releaseHeld(held, status < 0);
+  const side = settleWrite(this as SideWrite, status);
   try {
     side.written(status);
   } catch (err) {

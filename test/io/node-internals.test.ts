@@ -48,6 +48,20 @@ function preloadScript(name: string, lines: string[]): string {
   return file;
 }
 
+/** A preload that runs `body` (with `h`, the handle) on each socket wsgate dials, once it is connected. */
+function dialedHandlePreload(name: string, body: string[]): string {
+  return preloadScript(name, [
+    "const net = require('node:net');",
+    'const connect = net.Socket.prototype.connect;',
+    'net.Socket.prototype.connect = function (...args) {',
+    "  this.once('connect', () => { const h = this._handle; if (!h) return;",
+    ...body.map((line) => `    ${line}`),
+    '  });',
+    '  return connect.apply(this, args);',
+    '};',
+  ]);
+}
+
 /** These tests are about what the probe decides: it runs even in the suite's fast-paths-off pass. */
 const PROBE_RUNS = { WSGATE_FAST_PATHS: '' };
 
@@ -131,14 +145,7 @@ t.test('a Node whose net.Socket lacks the Writable hooks: turn writes off, the r
 
 t.test('a Node whose handle writes misbehave: the probe turns them off instead of throwing', async (t) => {
   // A handle whose writeBuffer lies about the queue: the probe's pending write never waits.
-  const preload = preloadScript('odd-writes.cjs', [
-    "const net = require('node:net');",
-    'const connect = net.Socket.prototype.connect;',
-    'net.Socket.prototype.connect = function (...args) {',
-    "  this.once('connect', () => { if (this._handle) Object.defineProperty(this._handle, 'writeQueueSize', { get: () => 0 }); });",
-    '  return connect.apply(this, args);',
-    '};',
-  ]);
+  const preload = dialedHandlePreload('odd-writes.cjs', ["Object.defineProperty(h, 'writeQueueSize', { get: () => 0 });"]);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');
   const run = await runCli(t, ['--listen', '127.0.0.1:0', '--route', `/=http://127.0.0.1:${page.port}`], PROBE_RUNS, ['--require', preload], async (port) => {
     const res = await rawExchange(port, 'GET /page HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -152,20 +159,11 @@ t.test('a pending write that libuv finished inside the call (writeQueueSize 0) d
   // CI (node24, a loaded machine): the kernel freed room between Node's try-write and libuv's write, so the
   // probe's first pending write came back with writeQueueSize 0 and the probe turned handle writes off.
   // Played here: on each dialed handle, the first non-zero queue size read is reported as 0.
-  const preload = preloadScript('finished-in-call.cjs', [
-    "const net = require('node:net');",
-    'const connect = net.Socket.prototype.connect;',
-    'net.Socket.prototype.connect = function (...args) {',
-    "  this.once('connect', () => {",
-    '    const h = this._handle;',
-    '    if (!h) return;',
-    "    let d = null; for (let p = h; p && !d; p = Object.getPrototypeOf(p)) d = Object.getOwnPropertyDescriptor(p, 'writeQueueSize');",
-    '    if (!d || !d.get) return;',
-    '    let hidden = false;',
-    "    Object.defineProperty(h, 'writeQueueSize', { configurable: true, get() { const v = d.get.call(h); if (v !== 0 && !hidden) { hidden = true; return 0; } return v; } });",
-    '  });',
-    '  return connect.apply(this, args);',
-    '};',
+  const preload = dialedHandlePreload('finished-in-call.cjs', [
+    "let d = null; for (let p = h; p && !d; p = Object.getPrototypeOf(p)) d = Object.getOwnPropertyDescriptor(p, 'writeQueueSize');",
+    'if (!d || !d.get) return;',
+    'let hidden = false;',
+    "Object.defineProperty(h, 'writeQueueSize', { configurable: true, get() { const v = d.get.call(h); if (v !== 0 && !hidden) { hidden = true; return 0; } return v; } });",
   ]);
   const echo = await wsEcho(t);
   const page = await answeringUpstream(t, 'HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\npage');

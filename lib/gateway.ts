@@ -53,6 +53,8 @@ export interface GatewayStats {
   readonly internalErrors: number;
   /** TLS handshakes that failed on the TLS listeners (old protocol versions, bad certificates, scanners). */
   readonly tlsHandshakeFailures: number;
+  /** TLS connections the client closed or reset before its handshake finished (a browser's spare preconnected sockets): not failures. */
+  readonly tlsHandshakesAbandoned: number;
   /** Connections on PROXY protocol listeners closed for a missing or malformed header. */
   readonly proxyProtocolErrors: number;
   /** Connections refused (503) or closed at accept for maxConnectionsPerClient or connectionRatePerClient. */
@@ -308,10 +310,21 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#log('info', 'config reloaded', { servers: resolved.servers.length });
   }
 
-  /** TLS handshakes that fail: counted, and logged at most once a second (scanners make many). */
+  /**
+   * TLS handshakes that fail: counted, and logged at most once a second
+   * (scanners make many). A client that closed or reset its connection
+   * before finishing the handshake did not fail one: browsers open spare
+   * connections and drop them (nginx: "client closed connection while SSL
+   * handshaking", at info); those are counted apart and logged at debug.
+   */
   #handshakeFailed(err: Error, socket: net.Socket): void {
-    this.#tlsHandshakeFailures++;
     const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ECONNRESET' || code === 'EPIPE') {
+      this.#tlsHandshakesAbandoned++;
+      this.#abandonedLog.log('debug', `TLS handshake abandoned by the client: ${err.message}`, { code, remote: socket.remoteAddress, abandoned: this.#tlsHandshakesAbandoned });
+      return;
+    }
+    this.#tlsHandshakeFailures++;
     this.#handshakeLog.log('info', `TLS handshake failed: ${err.message}`, { code, remote: socket.remoteAddress, failures: this.#tlsHandshakeFailures });
   }
 
@@ -322,8 +335,10 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   }
 
   #tlsHandshakeFailures = 0;
+  #tlsHandshakesAbandoned = 0;
   #proxyProtocolErrors = 0;
   readonly #handshakeLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
+  readonly #abandonedLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
   readonly #proxyHeaderLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
 
   stats(): GatewayStats {
@@ -338,6 +353,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
       bytesToDownstream: bytes.toDownstream,
       internalErrors: this.#internalErrors,
       tlsHandshakeFailures: this.#tlsHandshakeFailures,
+      tlsHandshakesAbandoned: this.#tlsHandshakesAbandoned,
       proxyProtocolErrors: this.#proxyProtocolErrors,
       clientLimitRefusals: this.#gate.clientRefusals,
       fastPaths: fastPaths(),

@@ -5,6 +5,7 @@
 import t from 'tap';
 import { once } from 'node:events';
 import https from 'node:https';
+import net from 'node:net';
 import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import WebSocket, { WebSocketServer } from 'ws';
@@ -121,6 +122,26 @@ t.test('TLS 1.2 and 1.3 only; ALPN offers http/1.1 only, never h2', async (t) =>
   }
   t.not(h2Only, 'h2', `h2 alone offered: never h2 (got ${String(h2Only)})`);
   t.equal((await handshake(port, trust)).alpn, false, 'no ALPN offered: none chosen');
+});
+
+t.test('a client that leaves before its handshake finishes abandoned it: counted apart, not as a failure (browsers drop spare connections)', async (t) => {
+  const upstream = await wsEcho(t);
+  const { gw, port, logs } = await tlsGateway(t, [a], { routes: [`/=http://127.0.0.1:${upstream.port}`] });
+  const closed = (act: (socket: net.Socket) => void) =>
+    new Promise<void>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1', () => act(socket));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve());
+    });
+  await closed((s) => s.end()); // connects and leaves at once, as Chromium's preconnected sockets do
+  await closed((s) => s.resetAndDestroy()); // a reset before any byte
+  await closed((s) => { s.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40, 0x01])); setTimeout(() => s.end(), 20); }); // half a ClientHello, then gone
+  await waitFor(() => gw.stats().tlsHandshakesAbandoned === 3, 2000, 'three abandoned');
+  t.equal(gw.stats().tlsHandshakeFailures, 0, 'none counted as a failure');
+  t.notOk(logs.some((l) => /TLS handshake failed/.test(l.message)), 'none logged as a failure');
+  await closed((s) => s.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n')); // not TLS at all: a failure
+  await waitFor(() => gw.stats().tlsHandshakeFailures === 1, 2000, 'plain HTTP on the TLS port: a failure');
+  t.equal(gw.stats().tlsHandshakesAbandoned, 3);
 });
 
 t.test('a plain HTTP request on the TLS port is not served; a bad client certificate chain fails the handshake only', async (t) => {

@@ -27,7 +27,8 @@
 // - A tunnel's two TCP handles taken from their sockets, which are then let
 //   go (tunnel/handle-side.ts): reads through the handle's `onread` with the
 //   byte count from Node's `streamBaseState` (`process.binding('stream_wrap')`),
-//   FIN by a `ShutdownWrap`, abortive close by `reset`, close by `close`.
+//   FIN by a `ShutdownWrap`, abortive close by `reset`, close by `close`;
+//   an idle one's next read moved to a smaller buffer by `useUserBuffer`.
 //   An idle tunnel then costs its two handles, not two net.Sockets.
 //
 // Each fast path is chosen by `probeFastPaths()` (probe.ts) at gateway start: it runs the

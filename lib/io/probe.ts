@@ -113,49 +113,29 @@ async function runProbe(): Promise<ProbeResult> {
     return !turnedOff.has(path);
   };
 
-  let handleWrites: WriteContract = 'off';
-  if (asked('handleWrites')) {
+  /**
+   * One path's probe: its answer, or `off` with the reason in `found` (turned
+   * off, needs handle writes that are off, threw, or timed out).
+   */
+  const probe = async <T>(path: keyof FastPaths, what: string, off: T, run: () => Promise<T>, writes?: WriteContract): Promise<T> => {
+    if (!asked(path)) return off;
+    if (writes === 'off') {
+      found[path] = 'needs handle writes';
+      return off;
+    }
     try {
-      handleWrites = await withTimeout(probeHandleWrites(), 'handle writes');
+      return await withTimeout(run(), what);
     } catch (err) {
-      found.handleWrites = describe(err);
+      found[path] = describe(err);
+      return off;
     }
-  }
-  let pooledReads = false;
-  if (asked('pooledReads')) {
-    try {
-      pooledReads = await withTimeout(probeReads(), 'pooled reads');
-    } catch (err) {
-      found.pooledReads = describe(err);
-    }
-  }
-  let turnWrites = false;
-  if (asked('turnWrites')) {
-    if (handleWrites === 'off') {
-      found.turnWrites = 'needs handle writes';
-    } else {
-      try {
-        turnWrites = await withTimeout(probeWriteHooks(), 'turn writes');
-      } catch (err) {
-        found.turnWrites = describe(err);
-      }
-    }
-  }
-  let handleTunnels = false;
-  if (asked('handleTunnels')) {
-    if (handleWrites === 'off') {
-      found.handleTunnels = 'needs handle writes';
-    } else {
-      try {
-        handleTunnels = await withTimeout(
-          withFastPaths({ handleWrites, handleTunnels: true }, probeHandleTunnels).then(() => true),
-          'handle tunnels',
-        );
-      } catch (err) {
-        found.handleTunnels = describe(err);
-      }
-    }
-  }
+  };
+
+  const handleWrites = await probe<WriteContract>('handleWrites', 'handle writes', 'off', probeHandleWrites);
+  const pooledReads = await probe('pooledReads', 'pooled reads', false, probeReads);
+  const turnWrites = await probe('turnWrites', 'turn writes', false, probeWriteHooks, handleWrites);
+  const tunnels = () => withFastPaths({ handleWrites, handleTunnels: true }, probeHandleTunnels).then(() => true);
+  const handleTunnels = await probe('handleTunnels', 'handle tunnels', false, tunnels, handleWrites);
   return { paths: Object.freeze({ handleWrites, pooledReads, turnWrites, handleTunnels }), reasons: found };
 }
 

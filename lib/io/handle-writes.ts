@@ -31,15 +31,15 @@ import { kNeedDrain, kTurnWrites } from './socket-fields.js';
 
 type WriteRequest = OwnedWrite<DirectSocket>;
 
-/** A write request that carries its writer and the read buffer it pins (here, and tunnel/handle-side.ts). */
-export type OwnedWrite<O> = PendingWrite & { socket: O | null; held: HeldReadBuffer | null };
+/** A write request that carries its writer and the read buffer it pins. */
+type OwnedWrite<O> = PendingWrite & { socket: O | null; held: HeldReadBuffer | null };
 
 /**
  * A pending write completed with `status`: the request lets go of its bytes
  * and its writer, its read buffer is released (left to the GC after a
  * failure), and the writer is returned.
  */
-export function settleWrite<O>(req: OwnedWrite<O>, status: number): O {
+function settleWrite<O>(req: OwnedWrite<O>, status: number): O {
   const owner = req.socket!;
   const held = req.held;
   req.socket = null;
@@ -195,4 +195,36 @@ function writeError(status: number): NodeJS.ErrnoException {
 /** Whether writes go to the handle directly (for tests and benchmarks). */
 export function handleWritesEnabled(): boolean {
   return fastPaths().handleWrites !== 'off';
+}
+
+// --- writes to a tunnel's taken handle (tunnel/handle-side.ts) ----------------------
+
+/** `writeToOwnedHandle`: the write waits in libuv; `done` runs when it completes. */
+export const WRITE_PENDING = 1;
+
+type HandleWrite<O> = OwnedWrite<O> & { done: ((owner: O, status: number) => void) | null };
+
+/**
+ * `chunk` to a taken handle: 0 when every byte is in the kernel, a negative
+ * errno when it failed, else WRITE_PENDING: libuv holds the request (and
+ * `chunk`, whose read buffer stays pinned) until it is sent, then
+ * `done(owner, status)` runs with the buffer already released.
+ */
+export function writeToOwnedHandle<O>(handle: StreamHandle, chunk: Buffer, owner: O, done: (owner: O, status: number) => void): number {
+  const result = writeToHandle(handle, 0, chunk);
+  if (typeof result === 'number') return result;
+  const req = result as HandleWrite<O>;
+  req.oncomplete = ownedHandleWriteDone;
+  req.socket = owner;
+  req.held = holdReadBuffer(chunk);
+  req.buffer = chunk;
+  req.done = done;
+  return WRITE_PENDING;
+}
+
+function ownedHandleWriteDone(this: PendingWrite, status: number): void {
+  const req = this as HandleWrite<unknown>;
+  const done = req.done!;
+  req.done = null;
+  done(settleWrite(req, status), status);
 }

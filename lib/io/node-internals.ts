@@ -519,9 +519,26 @@ export function readNextInto(handle: TunnelHandle, buffer: Uint8Array): boolean 
   }
 }
 
-/** Reads of a taken handle go to `onread` (it returns the next buffer, when reads go into buffers handed out); true when reading started. */
-export function startReading(handle: TunnelHandle, onread: NonNullable<TunnelHandle['onread']>): boolean {
-  handle.onread = onread;
+const kReader = Symbol('wsgate reader of this handle');
+const kOnRead = Symbol('wsgate read callback of this handle');
+type ReadingHandle = TunnelHandle & { [kReader]: unknown; [kOnRead]: (owner: unknown, arrayBuffer: ArrayBuffer | undefined) => Uint8Array | undefined };
+
+/** Node calls a handle's `onread` with the handle as `this`: to its reader. */
+function handleOnRead(this: TunnelHandle, arrayBuffer: ArrayBuffer | undefined): Uint8Array | undefined {
+  const handle = this as ReadingHandle;
+  return handle[kOnRead](handle[kReader], arrayBuffer);
+}
+
+/**
+ * Reads of a taken handle go to `onread(owner, arrayBuffer)` (it returns the
+ * next buffer, when reads go into buffers handed out; `readResult()` says what
+ * the read brought); true when reading started.
+ */
+export function startReading<O>(handle: TunnelHandle, owner: O, onread: (owner: O, arrayBuffer: ArrayBuffer | undefined) => Uint8Array | undefined): boolean {
+  const reading = handle as ReadingHandle;
+  reading[kReader] = owner;
+  reading[kOnRead] = onread as ReadingHandle[typeof kOnRead];
+  handle.onread = handleOnRead;
   return handle.readStart() === 0;
 }
 

@@ -442,7 +442,7 @@ async function probeHandleTunnels(): Promise<void> {
     const gotEof = new Promise<void>((resolve) => (eof = resolve));
     let gotTwo: () => void = () => {};
     const two = new Promise<void>((resolve) => (gotTwo = resolve));
-    if (!startReading(handle, () => {
+    if (!startReading(handle, null, () => {
       const nread = readResult();
       if (nread > 0) {
         events.push(lastHanded.toString('latin1', 0, nread));
@@ -477,7 +477,7 @@ async function probeHandleTunnels(): Promise<void> {
     takeHandle(other.dialed, plain);
     open.add(plain);
     const read = new Promise<string>((resolve) => {
-      startReading(plain, (arrayBuffer) => {
+      startReading(plain, null, (_, arrayBuffer) => {
         const nread = readResult();
         if (nread > 0 && arrayBuffer !== undefined) resolve(Buffer.from(arrayBuffer, readOffset(), nread).toString('latin1'));
         return undefined;

@@ -33,12 +33,10 @@ import {
   resumeReading,
   shutdownHandle,
   startReading,
-  writeToHandle,
-  type PendingWrite,
   type TunnelHandle,
 } from '../io/node-internals.js';
-import { holdReadBuffer, nextBufferFor, readInto, releaseReadBuffer, type ReadHolder } from '../io/read-buffers.js';
-import { settleWrite, type OwnedWrite } from '../io/handle-writes.js';
+import { nextBufferFor, readInto, releaseReadBuffer, type ReadHolder } from '../io/read-buffers.js';
+import { WRITE_PENDING, writeToOwnedHandle } from '../io/handle-writes.js';
 import { kOwnBuffer, kReadBuffer } from '../io/socket-fields.js';
 
 /** A socket's `writableHighWaterMark`: while more than this waits on a handle, its peer stops reading. */
@@ -56,14 +54,9 @@ export interface HandleSideHost {
   crashed(err: unknown): void;
 }
 
-type SideWrite = OwnedWrite<HandleSide>;
-
-const kSide = Symbol('wsgate tunnel side');
-type SideHandle = TunnelHandle & { [kSide]: HandleSide };
-
 export class HandleSide implements ReadHolder {
   readonly tunnel: HandleSideHost;
-  readonly handle: SideHandle;
+  readonly handle: TunnelHandle;
   /** The client's side: its bytes go upstream. */
   readonly isDownstream: boolean;
   /** Reads go into pooled buffers (`kReadBuffer`, moved here from the socket), not into buffers Node allocates per read. */
@@ -90,15 +83,14 @@ export class HandleSide implements ReadHolder {
 
   constructor(tunnel: HandleSideHost, handle: TunnelHandle, isDownstream: boolean, gone: (() => void) | null) {
     this.tunnel = tunnel;
-    this.handle = handle as SideHandle;
+    this.handle = handle;
     this.isDownstream = isDownstream;
     this.gone = gone;
-    this.handle[kSide] = this;
   }
 
   /** Starts reading; false when the handle would not (the caller closes the tunnel). */
   start(): boolean {
-    this.reading = startReading(this.handle, sideOnRead);
+    this.reading = startReading(this.handle, this, sideOnRead);
     return this.reading;
   }
 
@@ -114,16 +106,11 @@ export class HandleSide implements ReadHolder {
   /** Writes `chunk` to this handle; false when the peer should stop reading until it drains. */
   write(chunk: Buffer): boolean {
     if (this.closing || this.writeEnded) return true; // as a write to a destroyed socket: dropped
-    const result = writeToHandle(this.handle, 0, chunk);
-    if (typeof result === 'number') {
+    const result = writeToOwnedHandle(this.handle, chunk, this, sideWriteDone);
+    if (result !== WRITE_PENDING) {
       if (result < 0) this.failed();
       return true;
     }
-    const req = result as SideWrite;
-    req.oncomplete = sideWriteDone;
-    req.socket = this;
-    req.held = holdReadBuffer(chunk);
-    req.buffer = chunk;
     if (queuedBytes(this.handle) < HIGH_WATER) return true;
     this.needDrain = true;
     return false;
@@ -207,9 +194,8 @@ export class HandleSide implements ReadHolder {
   }
 }
 
-/** The handle's `onread` (`this`: the handle): a read, a FIN or an error. Never throws. */
-function sideOnRead(this: TunnelHandle, arrayBuffer: ArrayBuffer | undefined): Uint8Array | undefined {
-  const side = (this as SideHandle)[kSide];
+/** A read of the side's handle, a FIN or an error. Never throws. */
+function sideOnRead(side: HandleSide, arrayBuffer: ArrayBuffer | undefined): Uint8Array | undefined {
   try {
     const nread = readResult();
     if (nread > 0) {
@@ -229,8 +215,7 @@ function sideOnRead(this: TunnelHandle, arrayBuffer: ArrayBuffer | undefined): U
   return undefined;
 }
 
-function sideWriteDone(this: PendingWrite, status: number): void {
-  const side = settleWrite(this as SideWrite, status);
+function sideWriteDone(side: HandleSide, status: number): void {
   try {
     side.written(status);
   } catch (err) {

@@ -295,7 +295,7 @@ t.test("an idle tunnel's handle reads next into 256 B, then its buffer grows bac
   const reads2: Array<{ size: number; nread: number }> = [];
   let handed = holder[kReadBuffer]!.bytes; // what the handle reads into next
   t.equal(handed.length, 256, 'the handle reads next into 256 B');
-  startReading(handle, () => {
+  startReading(handle, null, () => {
     const nread = readResult();
     if (nread <= 0) return undefined;
     const chunk = readInto(holder, nread);

@@ -97,6 +97,8 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   readonly pool: UpstreamPool;
   #config: ResolvedConfig;
   #router: Router;
+  /** The gateway's log as a function, for the parts that log through it. */
+  readonly #write = (level: LogLevel, message: string, fields?: Record<string, unknown>): void => this.#log(level, message, fields);
   readonly #listeners = new Listeners({
     accepted: (socket, proxied) => this.#accepted(socket, proxied),
     failed: (err) => this.#emitError(err),
@@ -111,7 +113,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     closed: (info) => this.emit('tunnelClose', info),
     crashed: (err, info) => this.#internalError(err, { tunnel: info?.id, remote: info?.remoteAddress }),
     stillborn: () => this.#afterConnectionClose?.(),
-    log: (level, message, fields) => this.#log(level, message, fields),
+    log: this.#write,
   });
   #closing: Promise<void> | null = null;
   #totalConnections = 0;
@@ -129,7 +131,7 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
     this.#gate = new Gatekeeper(
       {
         wheel: this.wheel,
-        log: (level, message, fields) => this.#log(level, message, fields),
+        log: this.#write,
         refused: (err, remoteAddress) => {
           if (this.listenerCount('connectionError') > 0) this.emit('connectionError', err, { remoteAddress, method: null, path: null, status: 503 });
         },
@@ -337,9 +339,9 @@ export class Gateway extends EventEmitter<GatewayEvents> implements ConnectionHo
   #tlsHandshakeFailures = 0;
   #tlsHandshakesAbandoned = 0;
   #proxyProtocolErrors = 0;
-  readonly #handshakeLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
-  readonly #abandonedLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
-  readonly #proxyHeaderLog = new RateLimitedLog((level, message, fields) => this.#log(level, message, fields));
+  readonly #handshakeLog = new RateLimitedLog(this.#write);
+  readonly #abandonedLog = new RateLimitedLog(this.#write);
+  readonly #proxyHeaderLog = new RateLimitedLog(this.#write);
 
   stats(): GatewayStats {
     const bytes = this.#tunnels.bytes();

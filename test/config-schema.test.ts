@@ -3,13 +3,12 @@
 // the validation's own source and accepts every shipped example.
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { ConfigError, resolveConfig } from '../lib/index.js';
 import { validateConfig, type GatewayConfig } from '../lib/config.js';
 import { CONFIG_SCHEMA, schemaText } from '../lib/config-schema.js';
+import { repoPath } from './helpers/paths.js';
 
-const ROOT = new URL('../', import.meta.url);
 const LOC = { path: '/', upstream: 'http://127.0.0.1:1' };
 
 // [config, the one problem expected]
@@ -59,15 +58,15 @@ t.test('the fields a JSON file holds: "$schema" is allowed, the library-only log
 });
 
 t.test('wsgate.schema.json is what lib/config-schema.ts says (npm run schema writes it)', async (t) => {
-  t.equal(readFileSync(new URL('wsgate.schema.json', ROOT), 'utf8'), schemaText());
-  const pkg = JSON.parse(readFileSync(new URL('package.json', ROOT), 'utf8')) as { files: string[] };
+  t.equal(readFileSync(repoPath('wsgate.schema.json'), 'utf8'), schemaText());
+  const pkg = JSON.parse(readFileSync(repoPath('package.json'), 'utf8')) as { files: string[] };
   t.ok(pkg.files.includes('wsgate.schema.json'), 'shipped in the package');
 });
 
 t.test('the JSON Schema accepts every example and rejects the typo table', async (t) => {
   const ajv = new Ajv2020({ allErrors: true, strict: true, allowUnionTypes: true });
   const validate = ajv.compile(CONFIG_SCHEMA);
-  const dir = fileURLToPath(new URL('examples/', ROOT));
+  const dir = repoPath('examples');
   const examples = readdirSync(dir).filter((f) => f.endsWith('.json'));
   t.ok(examples.length >= 4, 'examples found');
   for (const file of examples) {

@@ -4,9 +4,11 @@ import t from 'tap';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import { ConfigError, createGateway } from '../lib/index.js';
 import { answeringUpstream, rawExchange, startGateway, waitFor, wsEcho } from './helpers/net.js';
+import { repoPath } from './helpers/paths.js';
 
 function openClient(url: string): Promise<WebSocket> {
   const ws = new WebSocket(url);
@@ -247,11 +249,11 @@ t.test('allowedOrigins entries are validated', async (t) => {
 
 t.test('every example config in examples/ is valid', async (t) => {
   const { readdirSync, readFileSync } = await import('node:fs');
-  const dir = new URL('../examples/', import.meta.url);
+  const dir = repoPath('examples');
   const files = readdirSync(dir).filter((f) => f.endsWith('.json'));
   t.ok(files.length >= 4);
   for (const file of files) {
-    const config = JSON.parse(readFileSync(new URL(file, dir), 'utf8'));
+    const config = JSON.parse(readFileSync(join(dir, file), 'utf8'));
     t.doesNotThrow(() => createGateway(config), file);
   }
 });

@@ -7,9 +7,9 @@
 import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, normalize, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoPath } from './helpers/paths.js';
 
-const LIB = fileURLToPath(new URL('../lib/', import.meta.url));
+const LIB = repoPath('lib');
 
 /** Layer rank per folder: an import must go to the same folder or a higher rank. */
 const RANK: Record<string, number> = {

@@ -4,8 +4,9 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { ERROR_CODES, WsgateError, ConfigError } from '../../lib/core/errors.js';
 import { errorResponse } from '../../lib/core/responses.js';
+import { repoPath } from '../helpers/paths.js';
 
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const readme = readFileSync(repoPath('README.md'), 'utf8');
 const table = readme.slice(readme.indexOf('## Errors'), readme.indexOf('## How it works'));
 const rows = [...table.matchAll(/^\| `(WSG_ERR_[A-Z_]+)` \| (\d+) \| (\w+) \|/gm)].map((m) => ({ code: m[1], status: Number(m[2]), side: m[3] }));
 

@@ -8,12 +8,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { switchingProtocols, waitFor, type Teardown } from './net.js';
+import { CLI, repoPath } from './paths.js';
 
 export const MiB = 1024 * 1024;
-export const CLI = fileURLToPath(new URL('../../dist/lib/cli.js', import.meta.url));
-const LIBRARY = fileURLToPath(new URL('../../dist/lib/index.js', import.meta.url));
+export { CLI };
+const LIBRARY = repoPath('dist', 'lib', 'index.js');
 
 export interface ChildGateway {
   child: ChildProcess;

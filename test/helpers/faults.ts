@@ -6,11 +6,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import type { Gateway } from '../../lib/index.js';
 import { headEnd, rawExchange, switchingProtocols, upgradeRequest, waitFor, type Teardown } from './net.js';
 import { parseResponse } from './llhttp.js';
+import { CLI } from './paths.js';
 export { parseResponse };
 
 /** Resolves `promise` or rejects after `ms`: every wait in the fault tests is bounded. */
@@ -227,7 +227,6 @@ export async function echoAll(clients: TunnelClient[], label: string): Promise<n
   return results.filter((r) => r.status === 'fulfilled').length;
 }
 
-const CLI = fileURLToPath(new URL('../../dist/lib/cli.js', import.meta.url));
 
 export interface Child {
   child: ChildProcess;

@@ -7,7 +7,6 @@ import { once } from 'node:events';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { createGateway } from '../../lib/index.js';
 import { fastPaths } from '../../lib/io/node-internals.js';
@@ -15,6 +14,7 @@ import { describeFastPaths } from '../../lib/io/probe.js';
 import { expectedFastPaths, expectedWriteContract, probedFastPaths } from '../helpers/fast-paths.js';
 import { spawnCli } from '../helpers/faults.js';
 import { answeringUpstream, rawExchange, wsEcho, type Teardown } from '../helpers/net.js';
+import { repoPath } from '../helpers/paths.js';
 
 
 t.test(`the probe picks the fast paths expected on Node ${process.version}`, async (t) => {
@@ -209,7 +209,7 @@ t.test('a Node without a usable HTTP parser: the CLI exits 1 with one line namin
 });
 
 t.test('no file in lib/ but io/node-internals.ts touches an underscore field, an internal module or class', async (t) => {
-  const lib = fileURLToPath(new URL('../../lib/', import.meta.url));
+  const lib = repoPath('lib');
   const files = readdirSync(lib, { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts') && f !== join('io', 'node-internals.ts'));
   t.ok(files.length > 20, `${files.length} files checked`);
   // An underscore member access (`._handle`, `['_final']`), Node's internal modules and bindings, its write request class.

@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Agent, request as undiciRequest } from 'undici';
 import { probedFastPaths } from '../helpers/fast-paths.js';
 import { httpUpstream, startGateway, waitFor } from '../helpers/net.js';
+import { CLI } from '../helpers/paths.js';
 
 const MiB = 1024 * 1024;
 // On Node >= 22 V8 frees socket read buffers lazily: a bare `net` + `pipe`
@@ -50,7 +50,6 @@ function inFlightBound(): number {
   };
   return 2 * max('/proc/sys/net/ipv4/tcp_wmem', 4) + 2 * max('/proc/sys/net/ipv4/tcp_rmem', 6) + 8;
 }
-const CLI = fileURLToPath(new URL('../../dist/lib/cli.js', import.meta.url));
 
 /** A deterministic stream of `size` bytes, in 64 KiB chunks, without holding it all. */
 function* pattern(size: number): Generator<Buffer> {

@@ -3,7 +3,7 @@
 // may open WebSockets there. Another Origin gets 403 before any upstream
 // connection; an upgrade without Origin (not a browser) passes, as the README
 // documents; locations without a list and plain HTTP requests are not checked.
-import { eachRow, send, settle } from '../helpers/adversarial.js';
+import { EXPECT_CLOSE, eachRow, send, settle } from '../helpers/adversarial.js';
 import { answeringUpstream, startGateway, switchingProtocols, upgradeRequest } from '../helpers/net.js';
 
 const rows: Array<{ name: string; origin: string | null; status: 101 | 403 | 200; path?: string; plain?: boolean }> = [
@@ -56,7 +56,7 @@ eachRow(rows, async (t, row) => {
   const origin = row.origin === null ? '' : `Origin: ${row.origin}\r\n`;
   const path = row.path ?? '/ws/';
   const raw = row.plain ? `GET ${path} HTTP/1.1\r\nHost: a\r\n${origin}\r\n` : upgradeRequest(path, origin);
-  const res = await send(port, raw, 'one write', row.status === 101 ? 300 : 3000);
+  const res = await send(port, raw, 'one write', row.status === 101 ? 300 : 3000, row.status === 403 ? EXPECT_CLOSE : undefined);
   await settle();
   t.match(res.text, new RegExp(`^HTTP/1\\.1 ${row.status} `));
   if (row.status === 403) {

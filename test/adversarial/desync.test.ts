@@ -4,7 +4,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
-import { parseRequests, send } from '../helpers/adversarial.js';
+import { EXPECT_CLOSE, parseRequests, send } from '../helpers/adversarial.js';
 import { answeringUpstream, rawClient, rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
@@ -56,7 +56,7 @@ t.test('Expect: 100-continue answered before the body: that upstream connection 
 t.test('Connection: close<TAB> closes the client connection after the response', async (t) => {
   const upstream = await answeringUpstream(t, OK);
   const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-  const res = await send(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\t\r\n\r\n');
+  const res = await send(port, 'GET / HTTP/1.1\r\nHost: a\r\nConnection: close\t\r\n\r\n', undefined, undefined, EXPECT_CLOSE);
   t.match(res.text, /^HTTP\/1\.1 200 [^]*\r\nConnection: close\r\n/i);
   t.ok(res.closed, 'closed');
 });
@@ -65,7 +65,7 @@ t.test('Connection: close<TAB> closes the client connection after the response',
 t.test('an error answer to HEAD carries no body', async (t) => {
   const upstream = await answeringUpstream(t, OK);
   const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-  const res = await send(port, 'HEAD /%zz HTTP/1.1\r\nHost: a\r\n\r\n');
+  const res = await send(port, 'HEAD /%zz HTTP/1.1\r\nHost: a\r\n\r\n', undefined, undefined, EXPECT_CLOSE);
   t.match(res.text, /^HTTP\/1\.1 400 Bad Request\r\n[^]*Content-Length: \d+\r\n[^]*\r\n\r\n$/);
   t.ok(res.closed);
 });
@@ -154,6 +154,9 @@ t.test('Connection: upgrade<TAB>: refused where the parser disagrees, never a sm
   const res = await send(
     port,
     'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\t\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n',
+    undefined,
+    undefined,
+    EXPECT_CLOSE,
   );
   t.match(res.text, /^HTTP\/1\.1 (400|200) /, 'refused, or the upgrade relayed (the stub answers 200)');
   await new Promise((r) => setTimeout(r, 50));

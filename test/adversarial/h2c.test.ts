@@ -4,7 +4,7 @@
 // h2c request is proxied as plain HTTP/1.1 and an upstream's 101 to it is a
 // 502. Bytes behind an upgrade head were never parsed, so they are dropped
 // and the connection closed; the HTTP/2 preface is never tunnelled.
-import { BOTH_MODES, eachRow, send, settle } from '../helpers/adversarial.js';
+import { BOTH_MODES, EXPECT_CLOSE, eachRow, send, settle } from '../helpers/adversarial.js';
 import { WS_KEY, answeringUpstream, startGateway, switchingProtocols } from '../helpers/net.js';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
@@ -55,7 +55,7 @@ eachRow(
   async (t, row, mode) => {
     const upstream = await answeringUpstream(t, row.answer);
     const { gw, port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-    const res = await send(port, row.raw, mode, row.status === 101 ? 500 : 3000);
+    const res = await send(port, row.raw, mode, row.status === 101 ? 500 : 3000, row.closes ? EXPECT_CLOSE : undefined);
     await settle();
     t.match(res.text, new RegExp(`^HTTP/1\\.1 ${row.status} `));
     t.equal(res.closed, row.closes, row.closes ? 'closed' : 'kept open');

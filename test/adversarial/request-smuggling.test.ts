@@ -7,7 +7,7 @@
 // (#36, #37): a desynchronised or malformed response is a 502 or a cut, and
 // its connection is never reused.
 import type { Test } from 'tap';
-import { BOTH_MODES, assertRefused, completeRequests, eachRow, parseRequests, send, settle, type WriteMode } from '../helpers/adversarial.js';
+import { BOTH_MODES, EXPECT_CLOSE, assertRefused, completeRequests, eachRow, parseRequests, send, settle, type WriteMode } from '../helpers/adversarial.js';
 import { answeringUpstream, startGateway, waitFor } from '../helpers/net.js';
 
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
@@ -150,7 +150,7 @@ const refused: Refused[] = [
 async function refusedRow(t: Test, row: Refused, mode: WriteMode) {
   const upstream = await answeringUpstream(t, OK);
   const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-  assertRefused(t, await send(port, row.raw, mode), row.status);
+  assertRefused(t, await send(port, row.raw, mode, undefined, EXPECT_CLOSE), row.status);
   await settle();
   // A request longer than a socket's first, small read (lib/io/read-buffers.ts)
   // reaches the parser in pieces even in one write, as a trickled one does:
@@ -241,7 +241,7 @@ eachRow(responses, async (t, row) => {
     if (row.idleStray) setTimeout(() => socket.write(STRAY), 30);
   });
   const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-  const res = await send(port, `${row.method ?? 'GET'} /first HTTP/1.1\r\nHost: a\r\n\r\n`);
+  const res = await send(port, `${row.method ?? 'GET'} /first HTTP/1.1\r\nHost: a\r\n\r\n`, undefined, undefined, row.status === 502 || row.cut ? EXPECT_CLOSE : undefined);
   t.match(res.text, new RegExp(`^HTTP/1\\.1 ${row.status} `));
   t.notMatch(res.text, /stray/, 'no stray byte reaches the client');
   if (row.status === 502 || row.cut) t.ok(res.closed, 'client connection closed');

@@ -4,7 +4,7 @@
 // tunnel. Anything else is relayed (or 502) and closed, and the request the
 // client pipelines behind its handshake never reaches the upstream.
 import type net from 'node:net';
-import { BOTH_MODES, assertNothingUpstream, assertRefused, eachRow, send, settle, write } from '../helpers/adversarial.js';
+import { BOTH_MODES, EXPECT_CLOSE, assertNothingUpstream, assertRefused, eachRow, send, settle, write } from '../helpers/adversarial.js';
 import { WS_ACCEPT, WS_KEY, answeringUpstream, headEnd, rawClient, rawUpstream, startGateway, switchingProtocols, upgradeRequest, waitFor } from '../helpers/net.js';
 
 const SMUGGLED = 'GET /internal HTTP/1.1\r\nHost: a\r\n\r\n';
@@ -115,7 +115,7 @@ eachRow(
   async (t, row, mode) => {
     const upstream = await rawUpstream(t);
     const { port } = await startGateway(t, { routes: [`/=http://127.0.0.1:${upstream.port}`] });
-    const res = await send(port, row.raw, mode);
+    const res = await send(port, row.raw, mode, undefined, EXPECT_CLOSE);
     assertRefused(t, res, row.status);
     if (row.status === 426) t.match(res.text, /\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n/, 'says which version it speaks');
     await assertNothingUpstream(t, upstream);

@@ -227,7 +227,6 @@ export async function echoAll(clients: TunnelClient[], label: string): Promise<n
   return results.filter((r) => r.status === 'fulfilled').length;
 }
 
-
 export interface Child {
   child: ChildProcess;
   pid: number;
